@@ -1,0 +1,46 @@
+"""The ``spade`` command: one sub-command per module in :mod:`spade.commands`.
+
+Errors caused by input (files, names, values) print one line ``spade CMD: error: ...``
+and exit with status 2; nothing is left half-written (outputs are written atomically).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import SpadeError
+
+#: sub-command name -> module in spade.commands (each has ``add_parser`` and ``run``)
+COMMANDS = {
+    "models": "models",
+    "import": "import_model",
+    "evaluate": "evaluate",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spade", description="Prune, fine-tune and profile model-based (unrolled) deep networks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        importlib.import_module(f".commands.{module}", __package__).add_parser(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SpadeError as exc:
+        print(f"spade {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spade {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

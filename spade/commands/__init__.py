@@ -1,0 +1,1 @@
+"""Sub-commands of the ``spade`` command line (one module each)."""

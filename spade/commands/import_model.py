@@ -1,0 +1,38 @@
+"""``spade import FORMAT WEIGHTS ... --out MODEL``: convert an official release."""
+from __future__ import annotations
+
+from ..models.importers import import_ista_net_plus
+from ..models.io import save_model
+from .common import add_json, emit_json
+
+FORMATS = ("ista-net-plus",)
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="convert official pretrained weights into a SPADE model file",
+                       description="Convert an official release into a SPADE model file (spec + weights). "
+                                   "CS: --phi PHI.mat --qinit QINIT.mat; MRI: --mask MASK.mat.")
+    p.add_argument("format", choices=FORMATS, help="the release format")
+    p.add_argument("weights", help="the official weights file (e.g. net_params_200.pkl)")
+    p.add_argument("--phi", help="sampling matrix .mat (key 'phi'), for compressive sensing")
+    p.add_argument("--qinit", help="initialisation matrix .mat (key 'Qinit'), for compressive sensing")
+    p.add_argument("--mask", help="k-space mask .mat (key 'mask_matrix') or .npy, for MRI")
+    p.add_argument("--ratio", type=float, help="expected CS sampling ratio (fraction), checked against Phi")
+    p.add_argument("--out", required=True, help="the SPADE model file to write")
+    add_json(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    model, physics, provenance = import_ista_net_plus(args.weights, phi=args.phi, qinit=args.qinit,
+                                                      mask=args.mask, ratio=args.ratio)
+    protocol = "ista-cs" if provenance["source"]["task"] == "cs" else "ista-mri"
+    spec = save_model(args.out, model, physics, protocol=protocol, **provenance)
+    summary = {"out": args.out, "family": spec["family"], "task": provenance["source"]["task"],
+               "phases": provenance["source"]["phases"], "physics": spec["physics"], "protocol": protocol}
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"wrote {args.out}: ISTA-Net+ {summary['phases']} phases, {summary['task']} "
+              f"({', '.join(f'{k}={v}' for k, v in spec['physics']['settings'].items())}), protocol {protocol}")
+    return 0

@@ -1,0 +1,51 @@
+"""Training patches: random crops with the eight flips/rotations, reproducible by index."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import require
+from .images import Image
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th (0..7) element of the dihedral group acting on the last two axes:
+    ``k % 4`` quarter turns, then a horizontal flip if ``k >= 4``."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+class PatchDataset(Dataset):
+    """``length`` random ``size x size`` patches (C, size, size) of a list of images.
+
+    Item ``i`` is the same for a given ``seed`` whatever the order of access (it draws
+    from its own generator seeded by ``(seed, i)``), so training is reproducible and
+    resumable. ``augment`` applies one of the eight flips/rotations.
+    """
+
+    def __init__(self, images: list[Image], size: int, length: int, augment: bool = True, seed: int = 0,
+                 multiple_of: int = 1):
+        require(len(images) > 0, "no training images given")
+        require(size >= 1 and length >= 1, f"patch size {size} and count {length} must be >= 1")
+        self.tensors = [img.tensor() for img in images]
+        small = [img.name for img, t in zip(images, self.tensors) if min(t.shape[-2:]) < size]
+        require(not small, f"images {small} are smaller than the {size}-pixel patch: lower the patch size")
+        require(size % multiple_of == 0, f"patch size {size} is not a multiple of {multiple_of}")
+        self.size, self.length, self.augment, self.seed = int(size), int(length), augment, int(seed)
+        areas = np.array([t.shape[-1] * t.shape[-2] for t in self.tensors], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        rng = np.random.default_rng((self.seed, int(i)))
+        t = self.tensors[rng.choice(len(self.tensors), p=self.weights)]
+        h, w = t.shape[-2:]
+        top = int(rng.integers(0, h - self.size + 1))
+        left = int(rng.integers(0, w - self.size + 1))
+        patch = t[:, top:top + self.size, left:left + self.size]
+        if self.augment:
+            patch = dihedral(patch, int(rng.integers(0, 8)))
+        return patch.contiguous()

@@ -1,0 +1,101 @@
+"""ISTA-Net+ (Zhang & Ghanem, CVPR 2018) for block CS and CS-MRI, from ``nn.Conv2d`` s.
+
+Each phase k runs the gradient step of ISTA and a learned proximal map:
+
+    r = x - lambda_k A^T A x + lambda_k A^T y
+    x = r + G( Htilde( soft( H(D r), theta_k ) ) )
+
+with ``D``/``G`` 3x3 convolutions between the image and ``channels`` feature maps,
+``H`` and ``Htilde`` two conv-ReLU-conv transforms, and ``soft`` soft-thresholding. The
+symmetry constraint ``Htilde(H(D r)) ~ D r`` is the architecture's training penalty
+(``aux["regularizer"] = sym_weight * sum_k mean((Htilde(H(D r)) - D r)^2)``), computed
+when ``return_aux=True``.
+
+``block_size=33`` applies the proximal map to every 33x33 block as its own image (zero
+padding at block borders), as the official CS model does; ``block_size=None`` applies it
+to the whole image (the MRI model, and whole-image CS).
+
+Sharing modes: ``untied`` (the official model: 9 phases, 336,978 parameters), ``tied``,
+and ``recursive`` — recursive ISTA-Net+ (3 stages x 3 recursions). Its modulation unit
+is two MLPs 2 -> 32 -> ReLU -> 32 fed ``[total iterations / 9, current index / 9]``:
+the first scales the channels of the forward transform ``H`` (so each iteration
+thresholds its own rescaled coefficients), the second those of the backward transform
+``Htilde``; 3 x 37,442 + 2 x 1,152 = 114,630 parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..physics.cs import batch_to_blocks, blocks_to_batch
+from .base import ReconstructionNet
+from .registry import register
+from .sharing import Sharing
+
+
+class ISTAPhase(nn.Module):
+    """One ISTA-Net+ phase: step size, threshold, and the transforms D, H, Htilde, G."""
+
+    def __init__(self, channels: int = 32, image_channels: int = 1):
+        super().__init__()
+        self.lambda_step = nn.Parameter(torch.tensor([0.5]))
+        self.soft_thr = nn.Parameter(torch.tensor([0.01]))
+        self.conv_D = nn.Conv2d(image_channels, channels, 3, padding=1, bias=False)
+        self.conv1_forward = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv2_forward = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv1_backward = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv2_backward = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv_G = nn.Conv2d(channels, image_channels, 3, padding=1, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_normal_(m.weight)
+
+    def backward_transform(self, v: torch.Tensor, scales) -> torch.Tensor:
+        out = self.conv2_backward(F.relu(self.conv1_backward(v)))
+        return out if scales is None else out * scales[1].reshape(1, -1, 1, 1)
+
+    def forward(self, r: torch.Tensor, scales=None, with_sym: bool = False):
+        """``r`` (N, C, h, w) -> (prox(r), symmetry residual or None)."""
+        x_d = self.conv_D(r)
+        x_forward = self.conv2_forward(F.relu(self.conv1_forward(x_d)))
+        if scales is not None:
+            x_forward = x_forward * scales[0].reshape(1, -1, 1, 1)
+        x = torch.sign(x_forward) * F.relu(x_forward.abs() - self.soft_thr)
+        x = r + self.conv_G(self.backward_transform(x, scales))
+        sym = self.backward_transform(x_forward, scales) - x_d if with_sym else None
+        return x, sym
+
+
+@register("ista-net-plus", physics=("cs", "mri"), protocol="ista-cs",
+          description="ISTA-Net+: unrolled ISTA with learned transforms and soft thresholds",
+          presets={"untied": {}, "tied": {"sharing": "tied"},
+                   "recursive": {"sharing": "recursive", "stages": 3, "recursions": 3}})
+class ISTANetPlus(ReconstructionNet):
+    """ISTA-Net+ (see module docstring). Called as ``model(y, physics)``."""
+
+    def __init__(self, phases: int = 9, channels: int = 32, image_channels: int = 1, block_size: int | None = 33,
+                 sharing: str = "untied", stages: int = 3, recursions: int = 3, sym_weight: float = 0.01):
+        super().__init__()
+        self.block_size = block_size
+        self.sym_weight = sym_weight
+        self.sharing = Sharing(lambda: ISTAPhase(channels, image_channels), mode=sharing, iterations=phases,
+                               stages=stages, recursions=recursions, mod_width=channels, mod_heads=2)
+
+    def forward(self, y: torch.Tensor, physics, return_aux: bool = False):
+        x = physics.A_dagger(y)
+        aty = physics.A_adjoint(y)
+        iterates, sym_terms = [], []
+        for phase, scales in self.sharing.schedule():
+            r = x - phase.lambda_step * physics.AtA(x) + phase.lambda_step * aty
+            if self.block_size:
+                rb, sym = phase(blocks_to_batch(r, self.block_size), scales, with_sym=return_aux)
+                x = batch_to_blocks(rb, r.shape)
+            else:
+                x, sym = phase(r, scales, with_sym=return_aux)
+            if return_aux:
+                iterates.append(x)
+                sym_terms.append(torch.mean(sym ** 2))
+        if not return_aux:
+            return x
+        return x, {"iterates": iterates, "regularizer": self.sym_weight * torch.stack(sym_terms).sum()}

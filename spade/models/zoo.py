@@ -1,0 +1,2 @@
+"""Importing this module registers every model family of the zoo."""
+from . import ista_net_plus  # noqa: F401

@@ -1,0 +1,25 @@
+"""Shared fixtures. Tests that read the benchmark data skip, with the reason, when it is absent."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from spade.data.sources import ENV_VAR, benchmark_root
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture(scope="session")
+def bench_data():
+    """Path of the benchmark data root; skips the test when it is missing."""
+    root = benchmark_root()
+    if not (root / "ista_net_plus").is_dir():
+        pytest.skip(f"benchmark data not found at {root} (set {ENV_VAR})")
+    return root
