@@ -4,11 +4,12 @@ Conventions
 -----------
 * image ``x``: (B, C, H, W) with H and W multiples of the scale ``s`` in {2, 3, 4};
   measurements ``y``: (B, C, H/s, W/s); the same blur ``k`` acts on every channel.
-* Decimation keeps the pixels ``x[..., ::s, ::s]``. Kernels are sampled around the
-  sub-pixel centre ``(s - 1) / 2`` so that low-resolution pixel ``j`` sits at
-  high-resolution coordinate ``j*s + (s-1)/2``: the geometry of bicubic resizing
-  (``imresize``; ``F.interpolate(..., align_corners=False)``), so that the bicubic
-  starting point :meth:`A_dagger` is aligned with the measurements.
+* Decimation keeps the pixels ``x[..., ::s, ::s]`` of the blurred image. The blur is a
+  convolution whose kernel is centred ``(s - 1) / 2`` pixels *before* its middle tap, so
+  that low-resolution pixel ``j`` averages around high-resolution coordinate
+  ``j*s + (s-1)/2``: the geometry of bicubic resizing (``imresize``;
+  ``F.interpolate(..., align_corners=False)``), so the bicubic starting point
+  :meth:`A_dagger` is aligned with the measurements.
 * The data-consistency step :meth:`prox_l2` is the closed-form FFT solution of
   Zhao et al. (2016), the one USRNet uses.
 """
@@ -34,14 +35,14 @@ def _check_scale(scale) -> int:
 
 
 def gaussian_kernel(sigma: float, scale: int) -> torch.Tensor:
-    """Isotropic Gaussian blur of standard deviation ``sigma`` (pixels), centred at
-    ``(scale - 1) / 2``, normalised to sum 1; odd size ``2R + 1``."""
+    """Isotropic Gaussian blur of standard deviation ``sigma`` (pixels), centred
+    ``(scale - 1) / 2`` before the middle tap, normalised to sum 1; odd size ``2R + 1``."""
     scale = _check_scale(scale)
     require(sigma > 0, f"Gaussian kernel width {sigma} must be > 0")
     c = (scale - 1) / 2
     radius = int(math.ceil(3 * sigma + c))
     d = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-((d - c) ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-((d + c) ** 2) / (2 * sigma ** 2))
     k = torch.outer(g, g)
     return (k / k.sum()).float()
 
@@ -54,12 +55,13 @@ def _cubic(t: torch.Tensor) -> torch.Tensor:
 
 def bicubic_kernel(scale: int) -> torch.Tensor:
     """The anti-aliasing bicubic kernel of downscaling by ``scale`` (Keys, a = -0.5,
-    stretched by ``scale``, as in MATLAB ``imresize``), centred at ``(scale - 1) / 2``."""
+    stretched by ``scale``, as in MATLAB ``imresize``), centred ``(scale - 1) / 2`` before
+    the middle tap."""
     scale = _check_scale(scale)
     c = (scale - 1) / 2
     radius = int(math.ceil(2 * scale + c))
     d = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    w = _cubic((d - c) / scale)
+    w = _cubic((d + c) / scale)
     k = torch.outer(w, w)
     return (k / k.sum()).float()
 
