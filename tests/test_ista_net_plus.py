@@ -81,26 +81,6 @@ def test_mri_forward_and_block_size_check():
         create_model("ista-net-plus")(physics.A(x), physics)
 
 
-def test_recursive_schedule_randomised_in_training_only():
-    model = create_model("ista-net-plus", sharing="recursive", stages=3, recursions=3)
-    assert count_parameters(model) == 114_630
-    assert count_parameters(create_model("ista-net-plus", sharing="tied")) == 37_442
-    physics = BlockCS.gaussian(0.25, seed=2)
-    y = physics.A(torch.rand(1, 1, 33, 33))
-    model.train()
-    seen = set()
-    for _ in range(8):
-        _, aux = model(y, physics, return_aux=True)
-        counts = model.sharing.last_counts
-        assert len(counts) == 3 and all(1 <= c <= 3 for c in counts)
-        assert len(aux["iterates"]) == sum(counts)
-        seen.add(tuple(counts))
-    assert len(seen) > 1
-    model.eval()
-    _, aux = model(y, physics, return_aux=True)
-    assert model.sharing.last_counts == [3, 3, 3] and len(aux["iterates"]) == 9
-
-
 def _train(model, physics, x, steps, lr):
     """Adam steps on (x, physics) with the training loss of ISTA-Net+; returns the
     loss before and after (eval mode)."""
