@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import require
 from ..physics.cs import batch_to_blocks, blocks_to_batch
 from .base import ReconstructionNet
 from .registry import register
@@ -84,6 +85,10 @@ class ISTANetPlus(ReconstructionNet):
 
     def forward(self, y: torch.Tensor, physics, return_aux: bool = False):
         x = physics.A_dagger(y)
+        b = self.block_size
+        require(not b or (x.shape[-2] % b == 0 and x.shape[-1] % b == 0),
+                f"ISTA-Net+ with block_size={b} needs images of whole {b}x{b} blocks, got "
+                f"{tuple(x.shape[-2:])}: build it with block_size=None for whole-image priors (MRI)")
         aty = physics.A_adjoint(y)
         iterates, sym_terms = [], []
         for phase, scales in self.sharing.schedule():
