@@ -111,6 +111,8 @@ class Sharing(nn.Module):
         total = sum(counts)
         steps = []
         index = 0
+        require(self.cond_inputs == 0 or cond is not None,
+                f"this network is conditioned on {self.cond_inputs} value(s) (e.g. the sampling ratio): pass cond")
         static = None
         if self.modulation is not None:
             device = next(self.modulation.parameters()).device
