@@ -28,7 +28,7 @@ COMPUTED_SPEC_KEYS = {"format", "version", "family", "config", "shapes", "widths
 
 
 def add_training_options(p) -> None:
-    """Optimisation options shared by ``spade finetune`` (and the recipe keys of ``spade train``)."""
+    """Length, optimisation, data and run options of ``spade finetune`` (the [train] keys of a recipe)."""
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=positive_int, help="optimisation steps")
     length.add_argument("--epochs", type=positive_int, help="passes over the data")

@@ -130,10 +130,10 @@ class PatchStream:
     """Random patches measured on the fly (see module docstring)."""
 
     def __init__(self, images: list[Image], physics, size: int, length: int, batch: int, seed: int,
-                 augment: bool, noise_level: float | None, keep_x: bool):
+                 augment: bool, noise_level: float | None):
         self.physics = physics
         self.dataset = PatchDataset(images, size, length, augment=augment, seed=seed)
-        self.batch_size, self.seed, self.noise_level, self.keep_x = batch, seed, noise_level, keep_x
+        self.batch_size, self.seed, self.noise_level = batch, seed, noise_level
         self._perm: tuple[int, np.ndarray] | None = None
 
     @property
@@ -158,7 +158,7 @@ class PatchStream:
                            for i, k in enumerate(ks)])
         else:
             y = physics.A(x)
-        return Batch(y, x if self.keep_x else None, None, weight)
+        return Batch(y, x, None, weight)
 
 
 class MeasurementSet:
@@ -198,7 +198,4 @@ def same_physics(a: LinearPhysics, b: LinearPhysics) -> bool:
     if a.kind != b.kind or a.settings() != b.settings():
         return False
     ta, tb = a.tensors(), b.tensors()
-    return ta.keys() == tb.keys() and all(
-        (ta[k] is None and tb[k] is None) or (ta[k] is not None and tb[k] is not None
-                                              and ta[k].shape == tb[k].shape and torch.equal(ta[k], tb[k]))
-        for k in ta)
+    return ta.keys() == tb.keys() and all(ta[k].shape == tb[k].shape and torch.equal(ta[k], tb[k]) for k in ta)

@@ -132,6 +132,21 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
 
 
+def _data_stream(mode: str, images: list[Image], name: str, physics, protocol: str, cfg: TrainConfig, device):
+    """``(stream, where the data are used, a line describing them)`` for a data mode."""
+    if mode == "patches":
+        ref = reference_physics(physics)[0]
+        size = check_patch(cfg.patch or default_patch(ref), ref)
+        length = cfg.patches or (cfg.steps * cfg.batch if cfg.steps else 1024)
+        stream = PatchStream(images, physics, size, length, cfg.batch, cfg.seed, cfg.augment, cfg.noise_level)
+        return stream, TRAINING_SPLIT, (f"{len(images)} images of {name}, {length} random {size}x{size} patches "
+                                        "measured on the fly (noise seeded per patch)")
+    stream = MeasurementSet(images, physics, protocol, cfg.batch, cfg.seed, cfg.noise_level, device)
+    return stream, TEST_MEASUREMENTS, (f"{len(images)} images of {name} measured once (noise seeds "
+                                       f"{cfg.seed}..{cfg.seed + len(images) - 1}), {stream.steps_per_epoch} "
+                                       "batch(es) per epoch; ground truth discarded after measuring")
+
+
 def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, strategy="supervised", *,
              teacher: nn.Module | None = None, options: dict[str, dict] | None = None, val=None,
              protocol: str | None = None, checkpoint: str | Path | None = None, resume: bool = False,
@@ -184,19 +199,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     require(val_images or (cfg.val_every == 0 and cfg.patience == 0),
             "val_every and patience need validation images (val / holdout)")
 
-    if mode == "patches":
-        size = check_patch(cfg.patch or default_patch(refs[0]), refs[0])
-        length = cfg.patches or (cfg.steps * cfg.batch if cfg.steps else 1024)
-        stream = PatchStream(images, physics, size, length, cfg.batch, cfg.seed, cfg.augment, cfg.noise_level,
-                             keep_x=True)
-        used = TRAINING_SPLIT
-        detail = (f"{len(images)} images of {data_name}, {length} random {size}x{size} patches measured on the fly "
-                  f"(noise seeded per patch)")
-    else:
-        stream = MeasurementSet(images, physics, protocol, cfg.batch, cfg.seed, cfg.noise_level, device)
-        used = TEST_MEASUREMENTS
-        detail = (f"{len(images)} images of {data_name} measured once (noise seeds {cfg.seed}..{cfg.seed + len(images) - 1}), "
-                  f"{stream.steps_per_epoch} batch(es) per epoch; ground truth discarded after measuring")
+    stream, used, detail = _data_stream(mode, images, data_name, physics, protocol, cfg, device)
     total = cfg.steps or cfg.epochs * stream.steps_per_epoch
     every = cfg.checkpoint_every or max(1, total // 10)
     history = History(spec_text, used, data_name, protocol, total)
