@@ -16,6 +16,8 @@ COMMANDS = {
     "models": "models",
     "import": "import_model",
     "evaluate": "evaluate",
+    "train": "train",
+    "finetune": "finetune",
 }
 
 

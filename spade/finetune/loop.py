@@ -1,0 +1,322 @@
+"""The training engine: fine-tuning of pruned models and training from scratch.
+
+:func:`finetune` optimises any ``model(y, physics)`` (with ``return_aux=True`` giving
+``(x, {"iterates", "regularizer"})``) under a weighted sum of strategies
+(:mod:`spade.finetune.strategies`) plus the model's own regularizer. Per step: one batch
+(:mod:`spade.finetune.data`), one student forward shared by the strategies, backward,
+gradient clipping, an Adam/AdamW step, a scheduler step. Validation on held-out images
+(:func:`spade.evaluation.evaluate`, mean PSNR) drives early stopping; the best validated
+weights are returned. Checkpoints hold everything needed to continue bit for bit; a loss
+or gradient that is not finite stops the run, keeping the last good checkpoint.
+
+Under ``torchrun`` the student is wrapped in ``DistributedDataParallel`` (see
+:mod:`spade.finetune.distributed`); rank 0 alone writes checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data import Image, check_disjoint, load_images
+from ..errors import SpadeError, require
+from ..evaluation import PROTOCOLS, evaluate
+from ..physics import LinearPhysics
+from . import distributed as dist
+from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import (MeasurementSet, PatchStream, RandomBlockCS, check_patch, default_patch, physics_at,
+                   reference_physics, sample_seed)
+from .strategies import Context, Strategy, build_strategies
+
+#: validation protocol per physics kind when none is given
+DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr"}
+TRAINING_SPLIT = "training split"
+TEST_MEASUREMENTS = "test measurements themselves"
+
+
+@dataclass
+class History:
+    """What a run did: per-step losses, validations, where its data came from, how it ended."""
+
+    strategy: str
+    data_used: str
+    data: str
+    protocol: str
+    total_steps: int
+    resumed_from: int = 0
+    steps: list[dict] = field(default_factory=list)  #: {"step", "loss", "lr", per-term losses}
+    validations: list[dict] = field(default_factory=list)  #: {"step", "psnr"}
+    best_step: int | None = None
+    best_psnr: float | None = None
+    stopped: str = ""
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.steps[-1]["loss"] if self.steps else None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> dict:
+        """The history without per-step records (for model specs and ``--json``)."""
+        out = {k: v for k, v in self.to_json().items() if k != "steps"}
+        out["steps_run"] = self.steps[-1]["step"] if self.steps else self.resumed_from
+        out["first_loss"] = self.steps[0]["loss"] if self.steps else None
+        out["final_loss"] = self.final_loss
+        return out
+
+
+class Objective(nn.Module):
+    """Weighted strategies on one student forward (the module DDP wraps)."""
+
+    def __init__(self, model: nn.Module, terms: list[tuple[float, Strategy]], regularizer: bool):
+        super().__init__()
+        self.model = model
+        self.terms = terms
+        self.regularizer = regularizer
+
+    def forward(self, y, x, physics, key=None, generator=None, teacher=None):
+        x_net, aux = self.model(y, physics, return_aux=True)
+        parts = {}
+        total = x_net.new_zeros(())
+        for weight, strategy in self.terms:
+            ctx = Context(x=x if strategy.uses_ground_truth else None, aux=aux, teacher=teacher,
+                          key=key, generator=generator)
+            value = strategy.loss(x_net, y, physics, self.model, ctx)
+            parts[strategy.name] = value
+            total = total + weight * value
+        if self.regularizer and aux.get("regularizer") is not None:
+            parts["regularizer"] = aux["regularizer"]
+            total = total + aux["regularizer"]
+        return total, parts, x_net
+
+
+def image_channels(model: nn.Module) -> str:
+    """``"rgb"`` for models configured with 3 image channels, else ``"y"``."""
+    return "rgb" if getattr(model, "config", {}).get("image_channels", 1) == 3 else "y"
+
+
+def _images(source, model, what: str, name: str | None) -> tuple[list[Image], str]:
+    if source is None:
+        return [], ""
+    if isinstance(source, (str, Path)):
+        return load_images(source, image_channels(model)), name or str(source)
+    images = list(source)
+    require(all(isinstance(i, Image) for i in images), f"{what} must be a source name/folder or a list of spade.data.Image")
+    return images, name or "the given images"
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(cfg: TrainConfig, optimizer, total: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=cfg.min_lr)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size or max(1, total // 3), gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    mse = float(torch.mean((x.detach().float() - ref.float()) ** 2))
+    return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
+
+
+def _data_stream(mode: str, images: list[Image], name: str, physics, protocol: str, cfg: TrainConfig, device):
+    """``(stream, where the data are used, a line describing them)`` for a data mode."""
+    if mode == "patches":
+        ref = reference_physics(physics)[0]
+        size = check_patch(cfg.patch or default_patch(ref), ref)
+        length = cfg.patches or (cfg.steps * cfg.batch if cfg.steps else 1024)
+        stream = PatchStream(images, physics, size, length, cfg.batch, cfg.seed, cfg.augment, cfg.noise_level)
+        return stream, TRAINING_SPLIT, (f"{len(images)} images of {name}, {length} random {size}x{size} patches "
+                                        "measured on the fly (noise seeded per patch)")
+    stream = MeasurementSet(images, physics, protocol, cfg.batch, cfg.seed, cfg.noise_level, device)
+    return stream, TEST_MEASUREMENTS, (f"{len(images)} images of {name} measured once (noise seeds "
+                                       f"{cfg.seed}..{cfg.seed + len(images) - 1}), {stream.steps_per_epoch} "
+                                       "batch(es) per epoch; ground truth discarded after measuring")
+
+
+def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, strategy="supervised", *,
+             teacher: nn.Module | None = None, options: dict[str, dict] | None = None, val=None,
+             protocol: str | None = None, checkpoint: str | Path | None = None, resume: bool = False,
+             device: str | torch.device = "cpu", progress: bool = True, log: Callable[[str], None] | None = None,
+             data_name: str | None = None, val_name: str | None = None, **settings) -> tuple[nn.Module, History]:
+    """Train ``model`` in place; returns ``(model, history)``. Also trains from scratch.
+
+    Args:
+        model: any ``nn.Module`` called as ``model(y, physics[, return_aux=True])``.
+        physics: the operator, or a :class:`RandomBlockCS` (new ratio and Phi every step).
+        data: images (a source name / folder for :func:`spade.data.load_images`, or a list
+            of :class:`spade.data.Image`): the training split (patch data) or the test
+            images whose measurements are used (measurement data; see ``data_mode``).
+        strategy: ``"supervised"``, ``"school:1,self-supervised:0.5"``, ``{"school": 1}``.
+        teacher: frozen network for strategies that use one (``school``).
+        options: per-strategy options, e.g. ``{"supervised": {"metric": "ssim"}}``.
+        val: held-out validation images (source or list), disjoint from ``data``;
+            validation scores mean PSNR under ``protocol`` (default by physics kind).
+        checkpoint: file for checkpoints (every ``checkpoint_every`` steps); ``resume``
+            continues from it. Without ``resume`` an existing checkpoint is an error.
+        data_name, val_name: how logs and the history name the data (default: the source).
+        settings: :class:`TrainConfig` fields (``steps``/``epochs``, ``lr``, ``batch``...).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    cfg = TrainConfig.from_mapping(settings, "training settings")
+    terms = build_strategies(strategy, options)
+    spec_text = strategy if isinstance(strategy, str) else ",".join(f"{k}:{v}" for k, v in dict(strategy).items())
+    device = torch.device(device)
+    rank, world = dist.rank(), dist.world_size()
+    main = rank == 0
+
+    needs_teacher = [s.name for _, s in terms if s.uses_teacher]
+    require(not needs_teacher or teacher is not None, f"strategy {needs_teacher} needs a teacher model (--teacher)")
+    require(teacher is None or needs_teacher, "a teacher is given but no strategy uses one (add 'school')")
+    uses_gt = [s.name for _, s in terms if s.uses_ground_truth]
+    mode = cfg.data_mode if cfg.data_mode != "auto" else ("patches" if uses_gt else "measurements")
+    require(mode == "patches" or not uses_gt,
+            f"strategy {uses_gt} needs ground truth, which measurement data do not carry: use data_mode 'patches'")
+    require(mode == "patches" or not isinstance(physics, RandomBlockCS),
+            "a list of CS ratios (random physics per step) needs data_mode 'patches'")
+    refs = reference_physics(physics)
+    protocol = protocol or DEFAULT_PROTOCOL[refs[0].kind]
+    require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
+
+    images, data_name = _images(data, model, "data", data_name)
+    require(len(images) > 0, "no training data: give images (a folder, a benchmark set or 'embedded')")
+    val_images, val_name = _images(val, model, "val", val_name)
+    if val_images:
+        check_disjoint(images, val_images)
+    require(val_images or (cfg.val_every == 0 and cfg.patience == 0),
+            "val_every and patience need validation images (val / holdout)")
+
+    stream, used, detail = _data_stream(mode, images, data_name, physics, protocol, cfg, device)
+    total = cfg.steps or cfg.epochs * stream.steps_per_epoch
+    every = cfg.checkpoint_every or max(1, total // 10)
+    history = History(spec_text, used, data_name, protocol, total)
+
+    model.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval().requires_grad_(False)
+    objective: nn.Module = Objective(model, terms, cfg.regularizer)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    require(len(params) > 0, "the model has no trainable parameters")
+    optimizer = _optimizer(cfg, params)
+    scheduler = _scheduler(cfg, optimizer, total)
+
+    fingerprint = json.loads(json.dumps({"settings": cfg.fingerprint(), "strategy": spec_text, "options": options or {},
+                                         "data": data_name, "n_images": len(images), "mode": mode,
+                                         "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}))
+    start, best_state, bad = 0, None, 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.exists():
+        require(resume, f"checkpoint {ckpt} of an unfinished run exists: resume it (--resume) or delete it")
+        blob = load_checkpoint(ckpt)
+        diff = fingerprint_differences(blob["run"]["fingerprint"], fingerprint)
+        require(not diff, f"checkpoint {ckpt} belongs to another run ({'; '.join(diff)[:300]})")
+        model.load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        set_rng_state(blob["rng"])
+        start, best_state = blob["step"], blob["best"]["state"]
+        run = blob["run"]
+        history.steps, history.validations = run["history"]["steps"], run["history"]["validations"]
+        history.best_step, history.best_psnr, bad = run["best_step"], run["best_psnr"], run["bad_validations"]
+        history.resumed_from = start
+        if main:
+            log(f"resuming from step {start} of {total} ({ckpt})")
+    else:
+        torch.manual_seed(cfg.seed)
+    if main:
+        log(f"strategy: {spec_text}; data: {used} — {detail}")
+        if val_images:
+            log(f"validation: {len(val_images)} held-out images of {val_name} ({protocol})")
+
+    def write_checkpoint(step: int) -> None:
+        if ckpt is not None and main:
+            run = {"fingerprint": fingerprint, "history": {"steps": history.steps, "validations": history.validations},
+                   "best_step": history.best_step, "best_psnr": history.best_psnr, "bad_validations": bad}
+            save_checkpoint(ckpt, step, model, optimizer, scheduler, best_state, run)
+        dist.barrier()
+
+    def validate(step: int) -> float:
+        psnr = torch.zeros(())
+        if main:
+            scores = [evaluate(model, p, val_images, protocol, noise_level=cfg.noise_level, seed=cfg.seed,
+                               device=device).mean("psnr") for p in refs]
+            psnr = torch.tensor(sum(scores) / len(scores), dtype=torch.float64)
+        psnr = float(dist.from_main(psnr.to(device)))
+        model.train()
+        history.validations.append({"step": step, "psnr": psnr})
+        return psnr
+
+    bar = tqdm(total=total, initial=start, disable=not (progress and main), desc=spec_text, dynamic_ncols=True,
+               file=sys.stderr)
+    last_saved = start if start else None
+    step = start
+    try:
+        while step < total:
+            step_physics = physics_at(physics, step, cfg.seed).to(device)
+            batch = stream.batch(step, step_physics, rank, world, device)
+            generator = torch.Generator().manual_seed(sample_seed(cfg.seed, step))
+            loss, parts, x_net = objective(batch.y, batch.x, step_physics, key=batch.key, generator=generator,
+                                           teacher=teacher)
+            optimizer.zero_grad(set_to_none=True)
+            (loss * batch.weight).backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
+            values = torch.stack([loss.detach(), *(v.detach() for v in parts.values())]).double() * batch.weight
+            values = dist.sum_over_processes(values) / world
+            if not (bool(torch.isfinite(values).all()) and bool(torch.isfinite(norm))):
+                where = (f"the last good checkpoint is {ckpt} (step {last_saved})" if last_saved and ckpt
+                         else "no checkpoint was written")
+                raise SpadeError(f"training stopped at step {step + 1}: loss {float(values[0]):.4g}, gradient norm "
+                                 f"{float(norm):.4g} (not finite); {where}: lower the learning rate or clip gradients")
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            record = {"step": step, "loss": float(values[0]), "lr": optimizer.param_groups[0]["lr"]}
+            record.update({name: float(v) for name, v in zip(parts, values[1:])})
+            history.steps.append(record)
+            shown = {"loss": f"{record['loss']:.4g}"}
+            if batch.x is not None:
+                shown["psnr"] = f"{_psnr(x_net, batch.x):.2f}"
+            if val_images and (step == total or (cfg.val_every and step % cfg.val_every == 0)):
+                psnr = validate(step)
+                if history.best_psnr is None or psnr > history.best_psnr:
+                    history.best_psnr, history.best_step, bad = psnr, step, 0
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad += 1
+            if history.validations:
+                shown["val"] = f"{history.validations[-1]['psnr']:.2f}"
+            bar.set_postfix(shown, refresh=False)
+            bar.update(1)
+            if cfg.patience and bad >= cfg.patience:
+                history.stopped = (f"early stopping at step {step}: no validation gain in {bad} validations "
+                                   f"(best {history.best_psnr:.2f} dB at step {history.best_step})")
+                break
+            if step % every == 0 or step == total:
+                write_checkpoint(step)
+                last_saved = step
+    finally:
+        bar.close()
+    if not history.stopped:
+        history.stopped = f"completed {step} steps"
+    if best_state is not None and history.best_step != step:
+        model.load_state_dict(best_state)
+        history.stopped += f"; restored the weights of step {history.best_step} (best validation PSNR)"
+    if main:
+        log(history.stopped)
+    return model.eval(), history

@@ -1,0 +1,241 @@
+"""Fine-tuning strategies: small classes with one ``loss`` method, behind one registry.
+
+A strategy turns the student's reconstruction into a scalar loss::
+
+    loss(x_net, y, physics, model, ctx) -> torch.Tensor
+
+``x_net`` is ``model(y, physics)`` (computed once per batch by the engine and shared by
+every strategy of a combination), ``y`` the measurements, ``model`` the student (to
+reconstruct again, e.g. for equivariant imaging), and ``ctx`` a :class:`Context`.
+``ctx.x`` (the ground truth) is ``None`` unless the class sets ``uses_ground_truth``:
+a strategy that does not declare it cannot see the ground truth.
+
+Built-in: ``supervised`` (ground truth), ``school`` (distillation from a frozen teacher),
+``self-supervised`` (measurement consistency + equivariant imaging). More come from
+installed packages through the entry-point group ``spade.strategies``::
+
+    [project.entry-points."spade.strategies"]
+    tv = "my_package.strategies:TotalVariation"
+
+Built-in names take precedence over plug-ins of the same name.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import SpadeError, require
+from .losses import TRANSFORMS, TransformGroup, check_metric, measurement_consistency, pixel_loss
+
+ENTRY_POINT_GROUP = "spade.strategies"
+
+
+@dataclass
+class Context:
+    """What a strategy may use besides ``(x_net, y, physics, model)``.
+
+    x: ground truth (B, C, H, W), or None unless the strategy ``uses_ground_truth``.
+    aux: the student's ``aux`` (``"iterates"``: list of (B, C, H, W); ``"regularizer"``).
+    teacher: the frozen teacher network (strategies that set ``uses_teacher``), else None.
+    key: identity of a fixed batch (the same ``y`` at every epoch), None for fresh batches;
+        lets a strategy cache what depends on ``y`` only.
+    generator: a ``torch.Generator`` seeded by (seed, step), the same in every process.
+    """
+
+    x: torch.Tensor | None = None
+    aux: dict = field(default_factory=dict)
+    teacher: nn.Module | None = None
+    key: Any = None
+    generator: torch.Generator | None = None
+
+
+class Strategy:
+    """Base class of fine-tuning strategies (see module docstring)."""
+
+    #: registry name
+    name: str = ""
+    #: the engine hands the ground truth to this strategy (``ctx.x``)
+    uses_ground_truth: bool = False
+    #: the strategy needs a frozen teacher (``ctx.teacher``)
+    uses_teacher: bool = False
+
+    def loss(self, x_net: torch.Tensor, y: torch.Tensor, physics, model: nn.Module,
+             ctx: Context) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+_BUILTIN: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: register a built-in strategy under ``cls.name``."""
+    _BUILTIN[cls.name] = cls
+    return cls
+
+
+@register_strategy
+class Supervised(Strategy):
+    """Loss against the ground truth: ``l1``, ``l2`` or ``ssim`` (``1 - SSIM``)."""
+
+    name = "supervised"
+    uses_ground_truth = True
+
+    def __init__(self, metric: str = "l2"):
+        self.metric = check_metric(metric)
+
+    def loss(self, x_net, y, physics, model, ctx):
+        return pixel_loss(x_net, ctx.x, self.metric)
+
+
+@register_strategy
+class School(Strategy):
+    """Distillation: the frozen teacher's reconstruction ``teacher(y)`` is the target.
+
+    ``iterates`` > 0 adds ``iterates x`` the mean distance between intermediate iterates.
+    Student and teacher may run different iteration counts (depth pruning, recursive
+    models): student iterate ``i`` of ``K_s`` (1-based) is matched with teacher iterate
+    ``j = round(i K_t / K_s)`` (clamped to 1..K_t), i.e. by relative position; the last
+    iterates always pair up. Teacher outputs of fixed batches (``ctx.key``) are cached.
+    """
+
+    name = "school"
+    uses_teacher = True
+
+    def __init__(self, metric: str = "l2", iterates: float = 0.0):
+        self.metric = check_metric(metric)
+        require(iterates >= 0, f"school: iterates weight {iterates} must be >= 0")
+        self.iterates = float(iterates)
+        self._cache: dict = {}
+
+    @torch.no_grad()
+    def _teach(self, y, physics, ctx):
+        if ctx.key is not None and ctx.key in self._cache:
+            return self._cache[ctx.key]
+        if self.iterates > 0:
+            out, aux = ctx.teacher(y, physics, return_aux=True)
+            result = (out.detach(), [t.detach() for t in aux["iterates"]])
+        else:
+            result = (ctx.teacher(y, physics).detach(), [])
+        if ctx.key is not None:
+            self._cache[ctx.key] = result
+        return result
+
+    def loss(self, x_net, y, physics, model, ctx):
+        target, t_iterates = self._teach(y, physics, ctx)
+        total = pixel_loss(x_net, target, self.metric)
+        if self.iterates > 0:
+            s_iterates = ctx.aux.get("iterates") or []
+            require(s_iterates and t_iterates, "school: iterate matching needs models that return their iterates")
+            ks, kt = len(s_iterates), len(t_iterates)
+            pairs = [(s, t_iterates[min(kt, max(1, round(i * kt / ks))) - 1]) for i, s in enumerate(s_iterates, 1)]
+            total = total + self.iterates * torch.stack([pixel_loss(s, t, self.metric) for s, t in pairs]).mean()
+        return total
+
+
+@register_strategy
+class SelfSupervised(Strategy):
+    """Measurements only: ``mc_weight * mean((A f(y) - y)^2)`` plus equivariant imaging
+    ``ei_weight * mean((f(A T f(y)) - T f(y))^2)`` with ``T`` drawn per step from
+    ``transforms`` (rotations, circular shifts, flips; see :mod:`spade.finetune.losses`).
+    Gradients flow through both reconstructions."""
+
+    name = "self-supervised"
+
+    def __init__(self, transforms=TRANSFORMS, mc_weight: float = 1.0, ei_weight: float = 1.0):
+        self.group = TransformGroup(transforms)
+        require(mc_weight >= 0 and ei_weight >= 0 and mc_weight + ei_weight > 0,
+                f"self-supervised: weights mc={mc_weight}, ei={ei_weight} must be >= 0 and not both 0")
+        self.mc_weight, self.ei_weight = float(mc_weight), float(ei_weight)
+
+    def loss(self, x_net, y, physics, model, ctx):
+        total = self.mc_weight * measurement_consistency(x_net, y, physics)
+        if self.ei_weight > 0:
+            transform = self.group.sample(x_net.shape, ctx.generator)
+            x2 = transform(x_net)
+            x3 = model(physics.A(x2), physics)
+            total = total + self.ei_weight * F.mse_loss(x3, x2)
+        return total
+
+
+# --- registry ---------------------------------------------------------------------------
+def _plugins() -> dict:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in _BUILTIN}
+
+
+def available() -> list[str]:
+    """Names of the built-in strategies and of the installed plug-ins."""
+    return sorted(set(_BUILTIN) | set(_plugins()))
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    """The strategy class registered as ``name`` (built-in or plug-in)."""
+    if name in _BUILTIN:
+        return _BUILTIN[name]
+    ep = _plugins().get(name)
+    if ep is None:
+        raise SpadeError(f"unknown strategy '{name}': registered are {available()}")
+    try:
+        cls = ep.load()
+    except Exception as exc:
+        raise SpadeError(f"strategy plug-in '{name}' ({ep.value}) cannot be loaded: "
+                         f"{exc.__class__.__name__}: {exc}") from None
+    require(inspect.isclass(cls) and issubclass(cls, Strategy),
+            f"strategy plug-in '{name}' ({ep.value}) is not a subclass of spade.finetune.Strategy")
+    return cls
+
+
+def create_strategy(name: str, **options) -> Strategy:
+    """An instance of strategy ``name``; unknown options are named with the allowed ones."""
+    cls = get_strategy(name)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(options) - set(params))
+    require(not unknown, f"strategy '{name}' has no option {unknown}: allowed are {params}")
+    try:
+        strategy = cls(**options)
+    except SpadeError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SpadeError(f"strategy '{name}' rejects options {options}: {exc}") from None
+    strategy.name = name
+    return strategy
+
+
+def parse_spec(spec) -> list[tuple[str, float]]:
+    """``"school:1,self-supervised:0.5"`` / ``"supervised"`` / ``{"school": 1.0}`` ->
+    ``[(name, weight), ...]``; weights default to 1 and must be > 0."""
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        require(isinstance(spec, str) and spec.strip(),
+                f"strategy {spec!r} is not a name or NAME:WEIGHT list (e.g. 'school:1,self-supervised:0.5')")
+        items = []
+        for part in spec.split(","):
+            name, _, weight = part.strip().partition(":")
+            items.append((name.strip(), weight.strip() or 1.0))
+    terms = []
+    for name, weight in items:
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise SpadeError(f"strategy '{name}' has weight {weight!r}: give a number > 0") from None
+        require(w > 0, f"strategy '{name}' has weight {w}: give a number > 0")
+        terms.append((name, w))
+    names = [n for n, _ in terms]
+    require(len(set(names)) == len(names), f"strategy {spec!r} names a strategy twice")
+    return terms
+
+
+def build_strategies(spec, options: dict[str, dict] | None = None) -> list[tuple[float, Strategy]]:
+    """``[(weight, strategy), ...]`` from a spec (see :func:`parse_spec`) and per-strategy
+    options ``{name: {option: value}}``."""
+    options = dict(options or {})
+    terms = parse_spec(spec)
+    stray = sorted(set(options) - {n for n, _ in terms})
+    require(not stray, f"options are given for {stray}, which the strategy {spec!r} does not use")
+    return [(w, create_strategy(name, **options.get(name, {}))) for name, w in terms]

@@ -1,0 +1,113 @@
+"""``spade finetune`` end to end on tiny inputs, bad inputs, and a plug-in strategy."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from finetune_helpers import crops, cs_physics, spade, tiny_model, write_images
+from spade.cli import main
+from spade.models.io import load_model, save_model
+from test_finetune_strategies import make_plugin
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def files(tmp_path):
+    torch.manual_seed(0)
+    save_model(tmp_path / "teacher.spade", tiny_model(phases=3), cs_physics(), protocol="ista-cs",
+               source={"note": "unpruned"})
+    save_model(tmp_path / "student.spade", tiny_model(), cs_physics(), protocol="ista-cs",
+               pruning={"ratio": 0.5})
+    save_model(tmp_path / "other.spade", tiny_model(phases=3), cs_physics(0.1), protocol="ista-cs")
+    write_images(tmp_path / "train", crops(4, 66))
+    write_images(tmp_path / "test", crops(2, 66, offset=6))
+    return tmp_path
+
+
+def test_supervised_end_to_end(files, capsys):
+    out = files / "ft.spade"
+    code = main(["finetune", str(files / "student.spade"), "--strategy", "supervised", "--loss", "l1",
+                 "--data", str(files / "train"), "--holdout", "1", "--steps", "4", "--batch", "2", "--patch", "33",
+                 "--lr", "1e-3", "--val-every", "2", "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "data: training split" in text and f"wrote {out}" in text
+    loaded = load_model(out)
+    spec = loaded.spec
+    assert spec["pruning"] == {"ratio": 0.5} and spec["protocol"] == "ista-cs"  # provenance kept
+    ft = spec["finetuning"]
+    assert ft["data_used"] == "training split" and ft["steps_run"] == 4 and ft["options"] == {"supervised": {"metric": "l1"}}
+    assert len(ft["validations"]) == 2 and ft["best_psnr"] > 0
+    before = load_model(files / "student.spade").model.state_dict()
+    assert any(not torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+    assert not (files / "ft.spade.ckpt").exists()
+
+
+def test_school_and_self_supervised_json(files, capsys):
+    out = files / "ft.spade"
+    code = main(["finetune", str(files / "student.spade"), "--strategy", "school:1,self-supervised:0.5",
+                 "--teacher", str(files / "teacher.spade"), "--iterates", "0.5", "--transforms", "rotate,flip",
+                 "--data", str(files / "test"), "--epochs", "3", "--batch", "2", "--lr", "1e-3", "--out", str(out),
+                 "--json", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0
+    summary = json.loads(captured.out)
+    assert summary["data_used"] == "test measurements themselves"
+    assert summary["steps_run"] == 3 and summary["total_steps"] == 3  # 2 images of one shape = 1 batch per epoch
+    assert summary["options"] == {"school": {"iterates": 0.5}, "self-supervised": {"transforms": ["rotate", "flip"]}}
+    assert "ground truth discarded after measuring" in captured.err
+    assert load_model(out).spec["finetuning"]["strategy"] == "school:1,self-supervised:0.5"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "missing.spade"}, "model file .*missing.spade does not exist"),
+    ({"model": "corrupt.spade"}, "cannot read model file"),
+    ({"strategy": "distil"}, r"unknown strategy 'distil': registered are \[.*'school'"),
+    ({"strategy": "school"}, r"\['school'\] needs a teacher model \(--teacher\)"),
+    ({"strategy": "school", "teacher": "other.spade"}, "teacher .* was built for other physics"),
+    ({"extra": ["--loss", "ssim"], "strategy": "self-supervised"}, "--loss applies to supervised and school"),
+    ({"data": "nowhere"}, "data source '.*nowhere' is neither a folder"),
+    ({"extra": ["--holdout", "9"]}, "cannot hold out 9 of 4 images"),
+    ({"extra": ["--patch", "40"]}, "patch size 40 is not a multiple of the CS block size 33"),
+])
+def test_bad_input_exit_2_nothing_written(files, capsys, change, message):
+    (files / "corrupt.spade").write_bytes(b"not a model")
+    out = files / "ft.spade"
+    args = ["finetune", str(files / change.get("model", "student.spade")),
+            "--strategy", change.get("strategy", "supervised"), "--data", str(files / change.get("data", "train")),
+            "--steps", "2", "--out", str(out), "--no-progress", *change.get("extra", [])]
+    if "teacher" in change:
+        args += ["--teacher", str(files / change["teacher"])]
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("spade finetune: error: ") and "\n" not in err
+    assert re.search(message, err), err
+    assert not out.exists() and not (files / "ft.spade.ckpt").exists()
+
+
+@pytest.mark.parametrize("extra", [["--steps", "0"], ["--steps", "2", "--epochs", "1"], []])
+def test_bad_lengths_rejected_by_parser(files, capsys, extra):
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", str(files / "student.spade"), "--strategy", "supervised", "--data", str(files / "train"),
+              "--out", str(files / "ft.spade"), *extra])
+    assert exc.value.code == 2
+    assert not (files / "ft.spade").exists()
+
+
+def test_plugin_strategy_from_the_command_line(files, tmp_path_factory):
+    """A user's package declares the entry point; ``--strategy tv`` finds it, SPADE untouched."""
+    root = make_plugin(tmp_path_factory.mktemp("plugin"))
+    out = files / "tv.spade"
+    result = spade("finetune", files / "student.spade", "--strategy", "tv", "--data", files / "test", "--steps", "3",
+                   "--batch", "2", "--out", out, "--no-progress", extra_path=root)
+    assert result.returncode == 0, result.stderr
+    assert "data: test measurements themselves" in result.stdout
+    assert load_model(out).spec["finetuning"]["strategy"] == "tv"
