@@ -38,6 +38,8 @@ PROTOCOLS = {
     "fastmri": "fastMRI: magnitude, data_range = max(ground truth), PSNR/SSIM/NMSE",
     "sr": "SR: Y channel (BT.601), border of `scale` pixels cropped, peak 255",
 }
+#: protocol used when neither the user nor the model file names one
+DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr"}
 _PHYSICS_OF = {"ista-cs": BlockCS, "ista-mri": MRI, "fastmri": MRI, "sr": SuperResolution}
 
 

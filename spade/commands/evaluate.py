@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from ..data import load_images
 from ..errors import require
-from ..evaluation import PROTOCOLS, evaluate
+from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
 from .common import add_device, add_json, device, emit_json, nonneg_float
-
-DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr"}
 
 
 def add_parser(sub, name):

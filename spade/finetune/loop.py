@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data import Image, check_disjoint, load_images
 from ..errors import SpadeError, require
-from ..evaluation import PROTOCOLS, evaluate
+from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..physics import LinearPhysics
 from . import distributed as dist
 from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
@@ -37,7 +37,6 @@ from .data import (MeasurementSet, PatchStream, RandomBlockCS, check_patch, defa
 from .strategies import Context, Strategy, build_strategies
 
 #: validation protocol per physics kind when none is given
-DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr"}
 TRAINING_SPLIT = "training split"
 TEST_MEASUREMENTS = "test measurements themselves"
 
