@@ -12,6 +12,10 @@ fastmri   magnitude images, ``data_range = max(ground truth)``; PSNR, SSIM, NMSE
           Images larger than the mask are centre-cropped to it.
 sr        images cropped to a multiple of the scale; PSNR/SSIM on the Y channel with a
           border of ``scale`` pixels removed.
+nmse      sparse recovery (no images): seeded Bernoulli-Gaussian test codes; NMSE in dB
+          over the whole test set, ``10 log10(sum ||x - x*||^2 / sum ||x*||^2)``;
+          16 iterations of ISTA (LISTA's layer count) are scored too
+          (:func:`evaluate_sparse`).
 ========= =====================================================================
 
 Every protocol also scores the physics' starting point (``A_dagger``: ``Qinit``,
@@ -29,7 +33,7 @@ from torch import nn
 from . import metrics
 from .data.images import Image
 from .errors import require
-from .physics import MRI, BlockCS, LinearPhysics, SuperResolution, pad_to_blocks
+from .physics import MRI, BlockCS, LinearPhysics, SparseRecovery, SuperResolution, bernoulli_gaussian, ista, pad_to_blocks
 from .physics.mri import magnitude
 
 PROTOCOLS = {
@@ -37,10 +41,11 @@ PROTOCOLS = {
     "ista-mri": "ISTA-Net+ MRI: grey 0-255, PSNR peak 255, skimage SSIM data_range=255",
     "fastmri": "fastMRI: magnitude, data_range = max(ground truth), PSNR/SSIM/NMSE",
     "sr": "SR: Y channel (BT.601), border of `scale` pixels cropped, peak 255",
+    "nmse": "sparse recovery: seeded Bernoulli-Gaussian codes, NMSE in dB over the test set",
 }
 #: protocol used when neither the user nor the model file names one
-DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr"}
-_PHYSICS_OF = {"ista-cs": BlockCS, "ista-mri": MRI, "fastmri": MRI, "sr": SuperResolution}
+DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr", "sparse": "nmse"}
+_PHYSICS_OF = {"ista-cs": BlockCS, "ista-mri": MRI, "fastmri": MRI, "sr": SuperResolution, "nmse": SparseRecovery}
 
 
 @dataclass
@@ -113,7 +118,7 @@ def score(protocol: str, x_hat: torch.Tensor, ref: np.ndarray, physics: LinearPh
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image], protocol: str,
+def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image] | int | None, protocol: str,
              noise_level: float | None = None, seed: int = 0, device: str | torch.device = "cpu",
              keep: int = 0) -> Evaluation:
     """Score ``model`` (and the starting point ``A_dagger``) on ``images``.
@@ -127,6 +132,10 @@ def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image
     require(isinstance(physics, _PHYSICS_OF[protocol]),
             f"protocol '{protocol}' needs {_PHYSICS_OF[protocol].__name__} physics, the model has "
             f"{type(physics).__name__}")
+    if protocol == "nmse":
+        require(images is None or isinstance(images, int),
+                "the nmse protocol draws its own test codes: pass images=None or a number of test vectors")
+        return evaluate_sparse(model, physics, images or 1000, seed=seed, noise_level=noise_level, device=device)
     require(len(images) > 0, "no test images")
     physics = physics.to(device)
     if model is not None:
@@ -147,3 +156,22 @@ def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image
                 record["arrays"] = {"reconstruction": x_hat[0].numpy(), "ground_truth": ref, "init": init[0].numpy()}
         result.per_image.append(record)
     return result
+
+
+@torch.no_grad()
+def evaluate_sparse(model: nn.Module | None, physics: SparseRecovery, n_samples: int = 1000, p: float = 0.1,
+                    seed: int = 0, noise_level: float | None = None, device: str | torch.device = "cpu",
+                    ista_lam: float = 0.1, ista_iterations: int = 16) -> Evaluation:
+    """NMSE (dB) on ``n_samples`` Bernoulli-Gaussian codes drawn with ``seed`` (noise with
+    ``seed + 1``), for ``model`` (``nmse_db``), the starting point ``A_dagger``
+    (``init_nmse_db``) and ``ista_iterations`` of ISTA with ``ista_lam`` (``ista_nmse_db``)."""
+    require(n_samples >= 1, f"number of test vectors {n_samples} must be >= 1")
+    physics = physics.to(device)
+    codes = bernoulli_gaussian(n_samples, physics.n, p, seed=seed, device=device)
+    y = physics.simulate(codes, noise_level=noise_level, seed=seed + 1)
+    record = {"image": f"bernoulli-gaussian p={p} n={n_samples} seed={seed}",
+              "init_nmse_db": metrics.nmse_db(physics.A_dagger(y), codes),
+              "ista_nmse_db": metrics.nmse_db(ista(y, physics, ista_lam, ista_iterations), codes)}
+    if model is not None:
+        record["nmse_db"] = metrics.nmse_db(model.to(device).eval()(y, physics), codes)
+    return Evaluation("nmse", [record])

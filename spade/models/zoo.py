@@ -1,3 +1,2 @@
 """Importing this module registers every model family of the zoo."""
-from . import ista_net_plus  # noqa: F401
-from . import coast  # noqa: F401
+from . import coast, deq, du, hqs_sr, ista_net_plus, lista, varnet  # noqa: F401

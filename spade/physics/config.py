@@ -1,8 +1,8 @@
 """Building an operator from a plain settings dict (recipes, the command line).
 
-=====  ======================================================================
+====== ======================================================================
 kind   keys (defaults)
-=====  ======================================================================
+====== ======================================================================
 mri    ``shape`` [H, W] (required unless ``mask`` is a file), ``mask``
        (``equispaced`` | ``random`` | ``variable-density`` | path to .mat/.npy;
        ``equispaced``), ``acceleration`` (4), ``center_fraction`` (0.08), ``seed`` (0),
@@ -13,10 +13,14 @@ sr     ``scale`` (required: 2, 3 or 4), ``kernel`` ("bicubic" | "gaussian:SIGMA"
        ``noise_level`` (0)
 cs     ``ratio`` (Gaussian Phi with orthonormal rows, ``seed``) or ``phi`` + ``qinit``
        (.mat files), ``block_size`` (33), ``noise_level`` (0)
-=====  ======================================================================
+sparse ``m`` (250), ``n`` (500), ``seed`` (0) of the Gaussian matrix, ``snr_db`` (inf =
+       noiseless; 40 in the classic noisy setting), ``noise_level`` (0; an absolute
+       standard deviation, used only without ``snr_db``)
+====== ======================================================================
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import require
@@ -24,6 +28,7 @@ from .base import LinearPhysics
 from .cs import BlockCS, gaussian_phi, load_phi, load_qinit
 from .masks import equispaced_mask, load_mask, random_mask, variable_density_mask
 from .mri import MRI, simulate_coil_maps
+from .sparse import SparseRecovery
 from .sr import SuperResolution
 
 _KEYS = {
@@ -31,6 +36,7 @@ _KEYS = {
             "mask_key", "noise_level"},
     "sr": {"kind", "scale", "kernel", "noise_level"},
     "cs": {"kind", "ratio", "seed", "phi", "qinit", "block_size", "noise_level"},
+    "sparse": {"kind", "m", "n", "seed", "snr_db", "noise_level"},
 }
 _MASKS = {"equispaced": equispaced_mask, "random": random_mask, "variable-density": variable_density_mask}
 
@@ -42,6 +48,11 @@ def build_physics(config: dict[str, Any]) -> LinearPhysics:
     unknown = sorted(set(config) - _KEYS[kind])
     require(not unknown, f"physics '{kind}' has no setting {unknown}: allowed are {sorted(_KEYS[kind])}")
     noise = float(config.get("noise_level", 0.0))
+    if kind == "sparse":
+        snr = config.get("snr_db", math.inf)
+        require(isinstance(snr, (int, float)), f"snr_db = {snr!r} is not a number: give e.g. 40 or inf")
+        return SparseRecovery.gaussian(int(config.get("m", 250)), int(config.get("n", 500)), int(config.get("seed", 0)),
+                                       snr_db=float(snr), noise_level=noise)
     if kind == "sr":
         require("scale" in config, "physics 'sr' needs a 'scale' (2, 3 or 4)")
         return SuperResolution(config["scale"], config.get("kernel", "bicubic"), noise_level=noise)
