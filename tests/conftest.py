@@ -1,6 +1,11 @@
 """Shared fixtures. Tests that read the benchmark data skip, with the reason, when it is absent."""
 from __future__ import annotations
 
+import os
+
+# idle OpenMP threads sleep instead of spinning: keeps tests fast on a busy machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 

@@ -1,6 +1,8 @@
 """LISTA: shapes in every sharing mode, ISTA initialisation, recursions, the hidden width, files, training."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch_pruning as tp
@@ -135,3 +137,17 @@ def test_training_beats_ista(small_physics, preset):
     after = evaluate_sparse(model, small_physics, 500, seed=1, ista_iterations=8).per_image[0]
     assert after["nmse_db"] < after["ista_nmse_db"] - 1.5
     assert after["nmse_db"] < after["init_nmse_db"]
+
+
+def test_evaluate_command_scores_nmse(tmp_path, capsys):
+    from spade.cli import main
+    from spade.models import create_model, save_model
+    from spade.physics import build_physics
+
+    physics = build_physics({"kind": "sparse", "m": 20, "n": 40})
+    model = create_model("lista", layers=4, m=20, n=40, hidden=20)
+    model(physics.A(torch.zeros(1, physics.n)), physics)  # initialised from the matrix (ISTA)
+    save_model(tmp_path / "lista.spade", model, physics)
+    assert main(["evaluate", str(tmp_path / "lista.spade"), "--samples", "50", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["protocol"] == "nmse" and out["nmse_db"] < out["init_nmse_db"]

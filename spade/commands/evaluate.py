@@ -5,7 +5,7 @@ from ..data import load_images
 from ..errors import require
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
-from .common import add_device, add_json, device, emit_json, nonneg_float
+from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int
 
 
 def add_parser(sub, name):
@@ -13,8 +13,11 @@ def add_parser(sub, name):
                        description="Measure test images with the model's physics, reconstruct and score "
                                    "them; the physics' starting point is scored too.")
     p.add_argument("model", help="SPADE model file")
-    p.add_argument("--data", required=True,
-                   help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...)")
+    p.add_argument("--data",
+                   help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...); "
+                        "not used by the nmse protocol, which draws its own test codes")
+    p.add_argument("--samples", type=positive_int, default=1000,
+                   help="number of test codes of the nmse protocol (default 1000)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="scoring convention (default: the model's, else by physics)")
     p.add_argument("--noise", type=nonneg_float, default=None, help="measurement noise level (default: the physics')")
@@ -29,8 +32,12 @@ def run(args) -> int:
     loaded = load_model(args.model, dev)
     require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
     protocol = args.protocol or loaded.spec.get("protocol") or DEFAULT_PROTOCOL.get(loaded.physics.kind)
-    channels = "rgb" if protocol == "sr" and loaded.model.config.get("image_channels", 1) == 3 else "y"
-    images = load_images(args.data, channels)
+    if protocol == "nmse":
+        images = args.samples
+    else:
+        require(args.data is not None, f"protocol '{protocol}' needs test images: give --data")
+        channels = "rgb" if protocol == "sr" and loaded.model.config.get("image_channels", 1) == 3 else "y"
+        images = load_images(args.data, channels)
     result = evaluate(loaded.model, loaded.physics, images, protocol, noise_level=args.noise, seed=args.seed, device=dev)
     if args.json:
         out = result.to_json()
@@ -38,6 +45,10 @@ def run(args) -> int:
         emit_json(out)
         return 0
     s = result.summary()
+    if protocol == "nmse":
+        print(f"{args.model}: {result.per_image[0]['image']} ({PROTOCOLS[protocol]})")
+        print(f"  NMSE {s['nmse_db']:.2f} dB   ISTA: {s['ista_nmse_db']:.2f} dB   starting point: {s['init_nmse_db']:.2f} dB")
+        return 0
     for r in result.per_image:
         print(f"  {r['image']:<24} PSNR {r['psnr']:7.3f} dB  SSIM {r['ssim']:.4f}")
     print(f"{args.model} on {args.data} ({len(result.per_image)} images, {protocol}: {PROTOCOLS[protocol]})")

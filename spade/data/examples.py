@@ -10,6 +10,7 @@ import torch
 
 from ..errors import require
 from ..physics import MRI, BlockCS, LinearPhysics, SuperResolution
+from ..physics.sparse import SparseRecovery, bernoulli_gaussian
 from .sources import embedded_photos
 
 #: default image side for operators without a fixed image size
@@ -35,7 +36,11 @@ def image_shape_for(physics: LinearPhysics, side: int | None = None, channels: i
 def example_pair(physics: LinearPhysics, batch: int = 1, side: int | None = None, channels: int = 1,
                  seed: int = 0, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)``: ``batch`` crops of the embedded photographs and their noiseless-or-noisy
-    measurements (the operator's own noise level, seeded)."""
+    measurements (the operator's own noise level, seeded); for sparse recovery, ``batch``
+    Bernoulli-Gaussian codes (B, n) instead of images."""
+    if isinstance(physics, SparseRecovery):
+        x = bernoulli_gaussian(batch, physics.n, seed=seed, device=device)
+        return x, physics.to(device).simulate(x, seed=seed)
     c, h, w = image_shape_for(physics, side, channels)
     photos = embedded_photos("rgb" if c == 3 else "y")
     gen = torch.Generator().manual_seed(seed)

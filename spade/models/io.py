@@ -80,7 +80,8 @@ def sync_layer_attributes(model: nn.Module) -> None:
             m.in_channels = m.weight.shape[1] * m.groups
         elif isinstance(m, nn.modules.batchnorm._NormBase):
             ref = m.weight if m.weight is not None else m.running_mean
-            m.num_features = ref.shape[0]
+            if ref is not None:  # a norm without affine parameters or statistics has no width
+                m.num_features = ref.shape[0]
         elif isinstance(m, nn.GroupNorm) and m.weight is not None:
             m.num_channels = m.weight.shape[0]
 

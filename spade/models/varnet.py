@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import require
-from ..physics.mri import MRI, _fft2, _ifft2, from_complex, to_complex
+from ..physics.mri import MRI, fft2, from_complex, ifft2, to_complex
 from .base import ReconstructionNet
 from .du import unroll
 from .priors import UNet, require_channels
@@ -83,7 +83,7 @@ class SensitivityNet(nn.Module):
     def forward(self, y: torch.Tensor, physics: MRI) -> torch.Tensor:
         b, n, h, w, _ = y.shape
         acs = calibration_mask(physics.mask, physics.centered)
-        coil_images = _ifft2(torch.view_as_complex(y.contiguous()) * acs, physics.centered)  # (B, N, H, W)
+        coil_images = ifft2(torch.view_as_complex(y.contiguous()) * acs, physics.centered)  # (B, N, H, W)
         channels = torch.view_as_real(coil_images).permute(0, 1, 4, 2, 3).reshape(b * n, 2, h, w)
         refined = self.unet(channels).reshape(b, n, 2, h, w).permute(0, 1, 3, 4, 2)
         maps = torch.view_as_complex(refined.contiguous())
@@ -99,11 +99,11 @@ class EstimatedCoils:
         self.maps, self.mask, self.centered = maps, physics.mask, physics.centered
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
-        k = _fft2(to_complex(x).unsqueeze(1) * self.maps, self.centered) * self.mask
+        k = fft2(to_complex(x).unsqueeze(1) * self.maps, self.centered) * self.mask
         return torch.view_as_real(k)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        z = _ifft2(torch.view_as_complex(y.contiguous()) * self.mask, self.centered)
+        z = ifft2(torch.view_as_complex(y.contiguous()) * self.mask, self.centered)
         return from_complex((z * self.maps.conj()).sum(1), real_image=False)
 
 

@@ -24,14 +24,16 @@ from ..errors import require
 from .base import LinearPhysics, batch_scalar
 
 
-def _fft2(x: torch.Tensor, centered: bool) -> torch.Tensor:
+def fft2(x: torch.Tensor, centered: bool) -> torch.Tensor:
+    """Orthonormal 2-D FFT over the last two axes (centred: fastMRI's shifted layout)."""
     if centered:
         x = torch.fft.ifftshift(x, dim=(-2, -1))
         return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1))
     return torch.fft.fft2(x, norm="ortho")
 
 
-def _ifft2(k: torch.Tensor, centered: bool) -> torch.Tensor:
+def ifft2(k: torch.Tensor, centered: bool) -> torch.Tensor:
+    """Inverse of :func:`fft2`."""
     if centered:
         k = torch.fft.ifftshift(k, dim=(-2, -1))
         return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=(-2, -1))
@@ -136,13 +138,13 @@ class MRI(LinearPhysics):
         z = to_complex(x).unsqueeze(1)  # (B, 1, H, W)
         if self.coil_maps is not None:
             z = z * self._maps()
-        k = _fft2(z, self.centered) * self.mask
+        k = fft2(z, self.centered) * self.mask
         return torch.view_as_real(k)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         self._check_kspace(y)
         k = torch.view_as_complex(y.contiguous()) * self.mask
-        z = _ifft2(k, self.centered)
+        z = ifft2(k, self.centered)
         if self.coil_maps is not None:
             z = (z * self._maps().conj()).sum(1)
         else:
@@ -154,10 +156,10 @@ class MRI(LinearPhysics):
         if self.coil_maps is not None or self.real_image:
             return super().prox_l2(z, y, gamma, max_iter=max_iter, tol=tol)
         gamma = batch_scalar(gamma, z)[:, 0]  # (B or 1, 1, 1)
-        kz = _fft2(to_complex(z), self.centered)
+        kz = fft2(to_complex(z), self.centered)
         ky = torch.view_as_complex(y.contiguous())[:, 0] * self.mask
         k = (kz + gamma * ky) / (1 + gamma * self.mask)
-        return from_complex(_ifft2(k, self.centered), real_image=False)
+        return from_complex(ifft2(k, self.centered), real_image=False)
 
     def noise(self, y, sigma, generator):
         """Complex white noise of standard deviation ``sigma`` per real component, at
