@@ -150,4 +150,6 @@ def test_evaluate_command_scores_nmse(tmp_path, capsys):
     save_model(tmp_path / "lista.spade", model, physics)
     assert main(["evaluate", str(tmp_path / "lista.spade"), "--samples", "50", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["protocol"] == "nmse" and out["nmse_db"] < out["init_nmse_db"]
+    # the untrained network is exactly ISTA, which the protocol scores too
+    assert out["protocol"] == "nmse" and abs(out["nmse_db"] - out["ista_nmse_db"]) < 1e-3
+    assert {"init_nmse_db", "per_image"} <= set(out)
