@@ -145,7 +145,7 @@ def test_evaluate_command_scores_nmse(tmp_path, capsys):
     from spade.physics import build_physics
 
     physics = build_physics({"kind": "sparse", "m": 20, "n": 40})
-    model = create_model("lista", layers=4, m=20, n=40, hidden=20)
+    model = create_model("lista", layers=16, m=20, n=40, hidden=20)
     model(physics.A(torch.zeros(1, physics.n)), physics)  # initialised from the matrix (ISTA)
     save_model(tmp_path / "lista.spade", model, physics)
     assert main(["evaluate", str(tmp_path / "lista.spade"), "--samples", "50", "--json"]) == 0
