@@ -16,6 +16,7 @@ COMMANDS = {
     "models": "models",
     "import": "import_model",
     "evaluate": "evaluate",
+    "prune": "prune",
 }
 
 
