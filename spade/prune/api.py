@@ -145,7 +145,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
         steps: prune in this many equal steps, re-scoring in between.
         round_to: round kept widths to a multiple of this.
         depth: remove this many unrolled iterations/stages first.
-        protect: module or parameter names (or objects) whose channels must stay.
+        protect: module or parameter names (or objects) whose channels must stay (with
+            ``depth``, names are looked up again in the model left after depth pruning).
         data: ``(inputs, target)`` batches for taylor/hessian and depth ranking.
         depth_in: name of the ``ModuleList`` of iterations (models outside the registry).
         seed: seed of the random criterion.
