@@ -1,2 +1,10 @@
 """SPADE: structured pruning, fine-tuning and speed/quality reports for unrolled networks."""
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "prune":  # spade.prune(model, example_inputs, ...): the callable pruning package
+        import importlib
+
+        return importlib.import_module(".prune", __name__)
+    raise AttributeError(f"module 'spade' has no attribute '{name}'")

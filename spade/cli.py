@@ -18,6 +18,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "train": "train",
     "finetune": "finetune",
+    "prune": "prune",
 }
 
 
