@@ -10,12 +10,13 @@ import torch
 import spade
 from spade.data import example_pair
 from spade.models import create_model, families
-from spade.physics import MRI, BlockCS, SuperResolution, equispaced_mask
+from spade.physics import MRI, BlockCS, SuperResolution, build_physics, equispaced_mask
 
 EXAMPLE_PHYSICS = {
     "cs": lambda: BlockCS.gaussian(0.25),
     "mri": lambda: MRI(equispaced_mask((32, 32), 4, 0.08), real_image=False),
     "sr": lambda: SuperResolution(2),
+    "sparse": lambda: build_physics({"kind": "sparse"}),
 }
 CASES = [(name, preset) for name, fam in sorted(families().items()) for preset in fam.presets]
 
