@@ -16,6 +16,9 @@ COMMANDS = {
     "models": "models",
     "import": "import_model",
     "evaluate": "evaluate",
+    "profile": "profile",
+    "report": "report",
+    "export": "export",
 }
 
 
