@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -14,6 +12,9 @@ from spade.data import example_pair
 from spade.models import create_model, load_model, save_model
 from spade.physics import MRI, random_mask
 from tiny_nets import one_thread, tiny_models  # noqa: F401  (fixture)
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")

@@ -88,8 +88,8 @@ def test_report_regenerates_identically_from_files(run_dir, tmp_path):
 
 
 def test_rendering_never_imports_models_or_profiler():
-    code = ("import sys, spade.report, spade.commands.report; "
-            "print(sorted(m for m in sys.modules if m.startswith(('spade.models', 'spade.profile', 'spade.evaluation'))))")
+    code = ("import sys, spade.report, spade.commands.report; print(sorted(m for m in sys.modules "
+            "if m.startswith(('spade.models', 'spade.profile', 'spade.evaluation'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

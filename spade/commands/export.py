@@ -53,7 +53,8 @@ def run(args) -> int:
         onnx.save(proto, str(tmp))
     summary = {"model": args.model, "onnx": str(args.onnx), "input": INPUT, "output": OUTPUT,
                "input_shape": list(inputs[0].shape), "max_abs_error": worst, "tolerance": args.tolerance,
-               "checked_inputs": len(inputs), "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
+               "checked_inputs": len(inputs),
+               "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
     if args.json:
         emit_json(summary)
     else:

@@ -57,10 +57,11 @@ def run(args) -> int:
     return 0
 
 
-def _ratio(value, spread) -> str:
-    if value is None:
+def _ratio(e: dict, prefix: str) -> str:
+    if e[prefix] is None:
         return "-"
-    return f"{value:.2f}x ({spread[0]:.2f}-{spread[1]:.2f})"
+    low, high = e[f"{prefix}_range"]
+    return f"{e[prefix]:.2f}x ({low:.2f}-{high:.2f}) {e[f'{prefix}_min']:.2f}x"
 
 
 def _load_warning(la: dict) -> list[str]:
@@ -81,26 +82,30 @@ def render_text(result: dict) -> str:
              "(other processes compete for the CPUs when it exceeds their number)",
              f"timing: {result['timer']['method']}; {result['timer']['rounds']} rounds, >= "
              f"{result['timer']['min_run_time_s']:g} s per block; speedups against {result['baseline']} "
-             "(same backend), ranges = lowest-highest per-round ratio",
+             "(same backend; 'vs base eager': against the baseline run eagerly): ratio of medians, (lowest-highest "
+             "per-round ratio), ratio of minima",
              *_load_warning(la),
              f"checked: max |backend - eager| <= {result['tolerance']:g} x max(1, max |eager|) on two inputs",
              f"MACs: {result['macs_counter']}", f"peak memory: {result['peak_memory']}", ""]
-    header = (f"{'model':<18} {'role':<9} {'backend':<13} {'median ms':>10} {'IQR ms':>8} {'runs':>4}  "
-              f"{'speedup (range)':<20} {'vs recursive (range)':<20} {'params':>9} {'GMACs':>7} {'peak MB':>8} "
-              f"{'faults/call':>11}")
-    lines.append(header)
+    several = len({e["backend"] for e in result["models"]}) > 1
+    lines.append(f"{'model':<18} {'role':<9} {'backend':<13} {'median ms':>10} {'IQR ms':>8} {'min ms':>9} "
+                 f"{'runs':>4}  {'speedup (range) min':<26} {'vs recursive (range) min':<26} "
+                 + ("vs base eager " if several else "")
+                 + f"{'params':>9} {'GMACs':>7} {'peak MB':>8} {'faults/call':>11}")
     failed = []
     for e in result["models"]:
         head = f"{e['name'][:18]:<18} {e['role']:<9} {e['backend']:<13}"
-        cost = f"{e['params']:>9,} {e['macs'] / 1e9:>7.2f} {e['peak_mem_mb']:>8.1f}"
+        cost = f"{e['params']:>9,} {e['macs'] / 1e9:>7.3f} {e['peak_mem_mb']:>8.1f}"
+        if several:
+            vs_eager = e["speedup_vs_baseline_eager"]
+            cost = ("-" if vs_eager is None else f"{vs_eager:.2f}x").ljust(13) + " " + cost
         if e["status"] != "ok":
-            lines.append(f"{head} {'FAILED':>10} {'':>8} {'':>4}  {'-':<20} {'-':<20} {cost}")
+            lines.append(f"{head} {'FAILED':>10} {'':>8} {'':>9} {'':>4}  {'-':<26} {'-':<26} {cost}")
             failed.append(f"  {e['name']} on {e['backend']}: {e['error']}")
             continue
         faults = "-" if e["page_faults_per_call"] is None else f"{e['page_faults_per_call']:.0f}"
-        lines.append(f"{head} {e['median_ms']:>10.2f} {e['iqr_ms']:>8.2f} {e['runs']:>4}  "
-                     f"{_ratio(e['speedup'], e['speedup_range']):<20} "
-                     f"{_ratio(e['speedup_vs_recursive'], e['speedup_vs_recursive_range']):<20} {cost} {faults:>11}")
+        lines.append(f"{head} {e['median_ms']:>10.2f} {e['iqr_ms']:>8.2f} {e['min_ms']:>9.2f} {e['runs']:>4}  "
+                     f"{_ratio(e, 'speedup'):<26} {_ratio(e, 'speedup_vs_recursive'):<26} {cost} {faults:>11}")
     refs = sorted({e["recursive"] for e in result["models"] if e["recursive"]})
     if refs:
         lines.append(f"recursive reference(s): {', '.join(refs)}")

@@ -6,8 +6,8 @@ candidates are never timed one after the other: :func:`measure_interleaved` runs
 ``Timer.blocked_autorange(min_run_time)`` block (its block-size estimate doubles as a
 warm-up after the switch from the previous candidate). The order rotates every round so
 no candidate always follows the same one. Drift then hits all candidates alike, and the
-ratio of two candidates' medians — or the per-round ratios, whose spread
-:func:`ratio` also returns — is what can be trusted.
+ratio of two candidates' medians — with the spread of the per-round ratios and the
+ratio of their fastest blocks, which :func:`ratio` also returns — is what can be trusted.
 """
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ class Timing:
         return statistics.median(self.times)
 
     @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
     def iqr(self) -> float:
         if len(self.times) < 2:
             return 0.0
@@ -41,7 +45,9 @@ class Timing:
         return q[2] - q[0]
 
     def to_json(self) -> dict:
-        return {"median_ms": self.median * 1e3, "iqr_ms": self.iqr * 1e3, "runs": len(self.times), "calls": self.calls}
+        return {"median_ms": self.median * 1e3, "iqr_ms": self.iqr * 1e3, "min_ms": self.min * 1e3,
+                "runs": len(self.times), "calls": self.calls,
+                "round_medians_ms": [t * 1e3 for t in self.round_medians]}
 
 
 def measure_interleaved(candidates: dict[str, Callable[[], object]], threads: int, rounds: int = 5,
@@ -68,6 +74,9 @@ def measure_interleaved(candidates: dict[str, Callable[[], object]], threads: in
 
 def ratio(reference: Timing, other: Timing) -> dict[str, float]:
     """How many times faster ``other`` is than ``reference``: the ratio of the medians,
-    and the lowest and highest per-round ratios."""
+    the lowest and highest per-round ratios, and the ratio of the fastest blocks (``min``:
+    interference from other processes only adds time, so on a busy machine the minima
+    are the steadier estimate)."""
     per_round = [a / b for a, b in zip(reference.round_medians, other.round_medians)]
-    return {"speedup": reference.median / other.median, "low": min(per_round), "high": max(per_round)}
+    return {"speedup": reference.median / other.median, "low": min(per_round), "high": max(per_round),
+            "min": reference.min / other.min}

@@ -12,10 +12,11 @@ and every entry holds ``model`` (the file), ``name``, ``family``, ``sharing``, `
 (unpruned / pruned / recursive), ``backend``, ``status`` (ok / failed), ``error``,
 ``input_shape``, ``params``, ``macs``, ``peak_mem_mb``, ``max_abs_error`` (relative to
 max(1, max |eager|)), ``setup_s``, ``median_ms``, ``iqr_ms``, ``runs`` (timed blocks),
-``calls``, ``page_faults_per_call``, ``speedup`` (the baseline's median over this one, same
-backend) with ``speedup_range`` (lowest and highest per-round ratio),
-``speedup_vs_recursive`` / ``speedup_vs_recursive_range`` / ``recursive`` (against the
-recursive model of the same family, same backend) and ``speedup_vs_baseline_eager``
+``calls``, ``min_ms``, ``round_medians_ms`` (one per interleaved round),
+``page_faults_per_call``, ``speedup`` (the baseline's median over this one, same backend)
+with ``speedup_range`` (lowest and highest per-round ratio) and ``speedup_min`` (ratio of
+the fastest blocks), ``speedup_vs_recursive`` / ``_range`` / ``_min`` and ``recursive``
+(against the recursive model of the same family, same backend) and ``speedup_vs_baseline_eager``
 (against the baseline run eagerly, when eager is profiled). Timing fields are ``None``
 for a failed backend.
 
@@ -190,8 +191,9 @@ def _faults_per_call(timed: Callable, calls: int = 2) -> float | None:
 
 
 def _add_timing(e: dict, timings: dict[str, Timing], faults: dict, baseline: str, ref) -> None:
-    fields = ("median_ms", "iqr_ms", "runs", "calls", "page_faults_per_call", "speedup", "speedup_range",
-              "recursive", "speedup_vs_recursive", "speedup_vs_recursive_range", "speedup_vs_baseline_eager")
+    fields = ("median_ms", "iqr_ms", "min_ms", "runs", "calls", "round_medians_ms", "page_faults_per_call",
+              "speedup", "speedup_range", "speedup_min", "recursive", "speedup_vs_recursive",
+              "speedup_vs_recursive_range", "speedup_vs_recursive_min", "speedup_vs_baseline_eager")
     e.update(dict.fromkeys(fields))
     e["recursive"] = None if ref is None else ref.name
     own = timings.get(f"{e['model']}|{e['backend']}")
@@ -203,7 +205,7 @@ def _add_timing(e: dict, timings: dict[str, Timing], faults: dict, baseline: str
         t = timings.get(f"{other}|{e['backend']}")
         if t is not None:
             r = ratio(t, own)
-            e[prefix], e[f"{prefix}_range"] = r["speedup"], [r["low"], r["high"]]
+            e[prefix], e[f"{prefix}_range"], e[f"{prefix}_min"] = r["speedup"], [r["low"], r["high"]], r["min"]
     eager = timings.get(f"{baseline}|eager")
     if eager is not None:
         e["speedup_vs_baseline_eager"] = eager.median / own.median

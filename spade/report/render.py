@@ -41,6 +41,12 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _display(g):
+    """The table's columns for reading: MACs in G, missing values as '-'."""
+    d = g[HTML_COLUMNS].assign(macs=g["macs"] / 1e9).rename(columns={"macs": "GMACs"}).astype(object)
+    return d.where(d.notna(), "-")
+
+
 def _check_out(out: Path, run_dir: Path) -> None:
     out_r, run_r = out.resolve(), run_dir.resolve()
     require(out_r != run_r and out_r not in run_r.parents,
@@ -62,7 +68,7 @@ def _html(df, title: str, notes: str, conventions: dict, pngs: dict[str, bytes])
         conv = conventions.get(protocol, "")
         parts.append(f"<h2>{html.escape(str(dataset))} — protocol {html.escape(str(protocol))}</h2>"
                      f"<p class='cond'>{html.escape(conv)}</p>")
-        parts.append(g[HTML_COLUMNS].to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+        parts.append(_display(g).to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
         for _, r in g[g["status"] == "failed"].iterrows():
             parts.append(f"<p>{html.escape(str(r['model']))} on {html.escape(str(r['backend']))} failed: "
                          f"{html.escape(str(r['error']))}</p>")

@@ -17,8 +17,9 @@ key                       value
 ``family``, ``sharing``   model family and sharing mode (untied / tied / recursive)
 ``role``                  ``unpruned``, ``pruned`` or ``recursive``
 ``params``, ``macs``      parameter count, multiply-accumulates per forward (int)
-``conditions``            ``{"threads", "batch", "input_shape", "device", "hardware", "torch",
-                          "allocator", "timer", "macs_counter"}``: how latency and MACs were taken
+``conditions``            how latency and MACs were taken: ``{"threads", "batch", "input_shape",
+                          "device", "hardware", "torch", "allocator"}`` required, ``"timer"``,
+                          ``"macs_counter"``, ``"load_average"`` optional
 ``parent``                name of the unpruned record a pruned model comes from, or null
 ``ratio``, ``importance``  pruning ratio and criterion, or null
 ``strategy``              fine-tuning strategy (``supervised``, ``school``, ...), or null

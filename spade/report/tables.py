@@ -61,10 +61,10 @@ def conditions_lines(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def _fmt(value, spec: str) -> str:
+def _fmt(value, spec: str, suffix: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return format(value, spec)
+    return format(value, spec) + suffix
 
 
 def summary_table(group: pd.DataFrame) -> list[str]:
@@ -76,8 +76,9 @@ def summary_table(group: pd.DataFrame) -> list[str]:
         median = "failed" if r["status"] == "failed" else _fmt(r["median_ms"], ".1f")
         lines.append(f"| {r['model']} | {r['role']} | {_fmt(r['ratio'], '.2f')} | {r['strategy'] or '-'} | "
                      f"{_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.4f')} | {r['params']:,} | "
-                     f"{r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f')}x | {r['backend'] or '-'} | {median} | "
-                     f"{_fmt(r['speedup_vs_unpruned'], '.2f')}x | {_fmt(r['speedup_vs_recursive'], '.2f')}x |")
+                     f"{r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {r['backend'] or '-'} | "
+                     f"{median} | {_fmt(r['speedup_vs_unpruned'], '.2f', 'x')} | "
+                     f"{_fmt(r['speedup_vs_recursive'], '.2f', 'x')} |")
     return lines
 
 
