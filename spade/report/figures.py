@@ -164,7 +164,10 @@ def samples(records: list[dict], run_dir: str | Path) -> Figure:
     if not chosen:
         return _message("Sample reconstructions", "no sample image in this run")
     loaded = [(r, load_sample(run_dir, r["sample"])) for r in chosen]
-    vmax = max(float(np.percentile(np.abs(s["reconstruction"] - s["ground_truth"]), 99.5)) for _, s in loaded) or 1e-3
+    # one error scale for all rows: the median of the rows' 99th percentiles (a bad model saturates, the
+    # others stay readable)
+    vmax = float(np.median([np.percentile(np.abs(s["reconstruction"] - s["ground_truth"]), 99) for _, s in loaded]))
+    vmax = vmax or 1e-3
     fig = Figure(figsize=(10, 3.3 * len(loaded) + 0.5))
     for i, (r, s) in enumerate(loaded):
         err = np.abs(s["reconstruction"] - s["ground_truth"])
@@ -182,5 +185,5 @@ def samples(records: list[dict], run_dir: str | Path) -> Figure:
                 ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-    fig.suptitle("Sample reconstructions and error maps (error colour scale shared)")
+    fig.suptitle(f"Sample reconstructions and error maps (one error scale, saturating at {vmax:.3f})")
     return fig

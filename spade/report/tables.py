@@ -14,7 +14,7 @@ import pandas as pd
 COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "dataset", "protocol",
            "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction", "peak_mem_mb", "backend", "status",
            "median_ms", "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_recursive", "recursive", "threads",
-           "batch", "input_shape", "device", "hardware", "allocator", "torch", "error", "model_file"]
+           "batch", "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
 
 
 def reference_unpruned(record: dict, records: list[dict]) -> dict | None:
@@ -25,6 +25,13 @@ def reference_unpruned(record: dict, records: list[dict]) -> dict | None:
         return by_name[record["parent"]]
     same = [r for r in records if r["family"] == record["family"] and r["role"] == "unpruned"]
     return same[0] if len(same) == 1 else None
+
+
+def _load(load: dict | None) -> str | None:
+    """``"before-after on N CPUs"`` of a profile's load average, or None."""
+    if not load or load.get("before") is None:
+        return None
+    return f"{load['before']}-{load['after']} on {load['cpus']} CPUs"
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
@@ -42,7 +49,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
                 "peak_mem_mb": r.get("peak_mem_mb"), "threads": cond["threads"], "batch": cond["batch"],
                 "input_shape": "x".join(str(s) for s in cond["input_shape"]), "device": cond["device"],
                 "hardware": cond["hardware"], "allocator": cond["allocator"], "torch": cond["torch"],
-                "model_file": r.get("model_file")}
+                "load_average": _load(cond.get("load_average")), "model_file": r.get("model_file")}
         for lat in r.get("latency") or [{"backend": None, "status": "not profiled"}]:
             rows.append({**base, "backend": lat["backend"], "status": lat["status"], "error": lat.get("error"),
                          "median_ms": lat.get("median_ms"), "iqr_ms": lat.get("iqr_ms"), "runs": lat.get("runs"),
@@ -53,11 +60,12 @@ def frame(records: list[dict]) -> pd.DataFrame:
 
 def conditions_lines(df: pd.DataFrame) -> list[str]:
     """One line per distinct set of timing conditions in the table."""
-    keys = ["hardware", "threads", "batch", "device", "allocator", "torch"]
+    keys = ["hardware", "threads", "batch", "device", "allocator", "torch", "load_average"]
     out = []
     for _, c in df[keys].drop_duplicates().iterrows():
+        load = f"; load average {c['load_average']}" if isinstance(c["load_average"], str) else ""
         out.append(f"{c['hardware']}; device {c['device']}; {c['threads']} threads; batch {c['batch']}; "
-                   f"torch {c['torch']}; allocator: {c['allocator']}")
+                   f"torch {c['torch']}; allocator: {c['allocator']}{load}")
     return out
 
 
