@@ -5,12 +5,12 @@ import json
 
 import torch
 
-from ..data import example_pair
 from ..errors import require
 from ..fileio import atomic_path
 from ..models import load_model
 from ..profile.backends import Bound, verify
 from ..profile.onnx_export import INPUT, OUTPUT, export_onnx, require_onnx, run_session, session
+from ..profile.profiler import example_inputs
 from .common import add_json, emit_json
 from .profile import add_input_options
 
@@ -39,8 +39,7 @@ def run(args) -> int:
     onnx, _ = require_onnx()
     loaded = load_model(args.model)
     require(loaded.physics is not None, f"model file {args.model} stores no physics to bind into the export")
-    channels = loaded.model.config.get("image_channels", 1) if loaded.physics.kind == "sr" else 1
-    inputs = [example_pair(loaded.physics, args.batch, args.side, channels=channels, seed=s)[1] for s in CHECK_SEEDS]
+    inputs = example_inputs(loaded, args.batch, args.side, CHECK_SEEDS)
     bound = Bound(loaded.model, loaded.physics).eval()
     proto = export_onnx(bound, inputs[0])
     sess = session(proto, threads=torch.get_num_threads(), device=torch.device("cpu"))

@@ -35,7 +35,7 @@ import torch
 
 from ..data import example_pair
 from ..errors import SpadeError, require
-from ..models import count_parameters, load_model
+from ..models import LoadedModel, count_parameters, load_model
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
 from .conditions import hardware, load_average, versions
@@ -77,15 +77,21 @@ def _unique_names(paths: list[str]) -> list[str]:
     return [s if stems.count(s) == 1 else p for s, p in zip(stems, paths)]
 
 
+def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 1),
+                   device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """Measurements ``y`` of embedded photographs for a loaded model, one per seed (another
+    crop and other noise each; ``spade.data.example_pair``)."""
+    channels = loaded.model.config.get("image_channels", 1) if loaded.physics.kind == "sr" else 1
+    return [example_pair(loaded.physics, batch, side, channels=channels, seed=s, device=device)[1] for s in seeds]
+
+
 def load_candidates(paths: list[str], batch: int, side: int | None, device: torch.device) -> list[Candidate]:
-    """Load model files and measure their example inputs (``spade.data.example_pair``)."""
+    """Load model files and measure their example inputs."""
     out = []
     for path, name in zip(paths, _unique_names(paths)):
         loaded = load_model(path, device)
         require(loaded.physics is not None, f"model file {path} stores no physics: profiling needs its operator")
-        channels = loaded.model.config.get("image_channels", 1) if loaded.physics.kind == "sr" else 1
-        _, y = example_pair(loaded.physics, batch, side, channels=channels, seed=0, device=device)
-        _, y_check = example_pair(loaded.physics, batch, side, channels=channels, seed=1, device=device)
+        y, y_check = example_inputs(loaded, batch, side, device=device)
         out.append(Candidate(path, name, Bound(loaded.model, loaded.physics).eval(), loaded.spec, y, y_check))
     return out
 
