@@ -19,6 +19,9 @@ COMMANDS = {
     "train": "train",
     "finetune": "finetune",
     "prune": "prune",
+    "profile": "profile",
+    "report": "report",
+    "export": "export",
 }
 
 

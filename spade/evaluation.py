@@ -60,7 +60,7 @@ class Evaluation:
         return float(np.mean(vals)) if vals else math.nan
 
     def summary(self) -> dict:
-        keys = [k for k in self.per_image[0] if k != "image"] if self.per_image else []
+        keys = [k for k in self.per_image[0] if k not in ("image", "arrays")] if self.per_image else []
         return {k: self.mean(k) for k in keys}
 
     def to_json(self) -> dict:

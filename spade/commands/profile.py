@@ -1,0 +1,114 @@
+"""``spade profile MODEL [MODEL ...]``: latency, speedups and cost, measured interleaved."""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..profile import BACKENDS, TOLERANCE, profile_models
+from .common import add_device, add_json, device, emit_json
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="time models interleaved and report speedups, MACs, parameters and memory",
+                       description="Time model files on the same example input, interleaved in one run, and "
+                                   "report median/IQR latency, speedups against the baseline and the recursive "
+                                   "model of the same family, MACs, parameters and peak memory. Every backend's "
+                                   "output is checked against eager before its time is reported.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="SPADE model files")
+    p.add_argument("--baseline", help="model the speedups are measured against (default: the first)")
+    p.add_argument("--recursive", help="recursive reference (default: the recursive model of each family)")
+    p.add_argument("--backend", action="append", metavar="NAME",
+                   help=f"{', '.join(BACKENDS)} or all; repeat or separate by commas (default: eager)")
+    add_input_options(p)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                   help="torch / ONNX Runtime threads (default: 2, or fewer CPUs)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timed block (default 0.3)")
+    p.add_argument("--allocator", default="pinned",
+                   help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")
+    add_device(p)
+    add_json(p)
+    p.set_defaults(handler=run)
+
+
+def add_input_options(p) -> None:
+    """``--batch``, ``--side`` (the example input) and ``--tolerance`` (its check against eager)."""
+    p.add_argument("--batch", type=int, default=1, help="batch size of the example input (default 1)")
+    p.add_argument("--side", type=int, help="image side for size-free operators (default: CS 264, SR 256)")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE,
+                   help=f"max |output - eager| / max(1, max |eager|) (default {TOLERANCE:g})")
+
+
+def _backends(values: list[str] | None) -> list[str]:
+    names = [n.strip() for v in (values or ["eager"]) for n in v.split(",") if n.strip()]
+    return names or ["eager"]
+
+
+def run(args) -> int:
+    result = profile_models(args.models, backends=_backends(args.backend), batch=args.batch, threads=args.threads,
+                            side=args.side, device=device(args.device), baseline=args.baseline,
+                            recursive=args.recursive, rounds=args.rounds, min_run_time=args.min_run_time,
+                            allocator=args.allocator, tolerance=args.tolerance,
+                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.json:
+        emit_json(result)
+    else:
+        print(render_text(result))
+    return 0
+
+
+def _ratio(e: dict, prefix: str) -> str:
+    if e[prefix] is None:
+        return "-"
+    low, high = e[f"{prefix}_range"]
+    return f"{e[prefix]:.2f}x ({low:.2f}-{high:.2f}) {e[f'{prefix}_min']:.2f}x"
+
+
+def _load_warning(la: dict) -> list[str]:
+    worst = max((v for v in (la["before"], la["after"]) if v is not None), default=None)
+    if worst is None or not la["cpus"] or worst <= la["cpus"]:
+        return []
+    return [f"warning: the load average ({worst}) exceeds the {la['cpus']} CPUs: absolute times are inflated and "
+            "noisy; trust the interleaved ratios and their per-round ranges"]
+
+
+def render_text(result: dict) -> str:
+    """The profile as a table plus its measurement conditions."""
+    v, la = result["versions"], result["load_average"]
+    lines = [f"batch {result['batch']}, threads {result['threads']}, device {result['device']} ({result['hardware']}), "
+             + ", ".join(f"{k} {val}" for k, val in v.items()),
+             f"allocator: {result['allocator']['description']}",
+             f"load average: {la['before']} before, {la['after']} after, on {la['cpus']} CPUs "
+             "(other processes compete for the CPUs when it exceeds their number)",
+             f"timing: {result['timer']['method']}; {result['timer']['rounds']} rounds, >= "
+             f"{result['timer']['min_run_time_s']:g} s per block; speedups against {result['baseline']} "
+             "(same backend; 'vs base eager': against the baseline run eagerly): ratio of medians, (lowest-highest "
+             "per-round ratio), ratio of minima",
+             *_load_warning(la),
+             f"checked: max |backend - eager| <= {result['tolerance']:g} x max(1, max |eager|) on two inputs",
+             f"MACs: {result['macs_counter']}", f"peak memory: {result['peak_memory']}", ""]
+    several = len({e["backend"] for e in result["models"]}) > 1
+    lines.append(f"{'model':<18} {'role':<9} {'backend':<13} {'median ms':>10} {'IQR ms':>8} {'min ms':>9} "
+                 f"{'runs':>4}  {'speedup (range) min':<26} {'vs recursive (range) min':<26} "
+                 + ("vs base eager " if several else "")
+                 + f"{'params':>9} {'GMACs':>7} {'peak MB':>8} {'faults/call':>11}")
+    failed = []
+    for e in result["models"]:
+        head = f"{e['name'][:18]:<18} {e['role']:<9} {e['backend']:<13}"
+        cost = f"{e['params']:>9,} {e['macs'] / 1e9:>7.3f} {e['peak_mem_mb']:>8.1f}"
+        if several:
+            vs_eager = e["speedup_vs_baseline_eager"]
+            cost = ("-" if vs_eager is None else f"{vs_eager:.2f}x").ljust(13) + " " + cost
+        if e["status"] != "ok":
+            lines.append(f"{head} {'FAILED':>10} {'':>8} {'':>9} {'':>4}  {'-':<26} {'-':<26} {cost}")
+            failed.append(f"  {e['name']} on {e['backend']}: {e['error']}")
+            continue
+        faults = "-" if e["page_faults_per_call"] is None else f"{e['page_faults_per_call']:.0f}"
+        lines.append(f"{head} {e['median_ms']:>10.2f} {e['iqr_ms']:>8.2f} {e['min_ms']:>9.2f} {e['runs']:>4}  "
+                     f"{_ratio(e, 'speedup'):<26} {_ratio(e, 'speedup_vs_recursive'):<26} {cost} {faults:>11}")
+    refs = sorted({e["recursive"] for e in result["models"] if e["recursive"]})
+    if refs:
+        lines.append(f"recursive reference(s): {', '.join(refs)}")
+    if failed:
+        lines += ["failed backends (no time reported):"] + failed
+    return "\n".join(lines)

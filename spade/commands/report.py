@@ -1,0 +1,26 @@
+"""``spade report RUN_DIR --out reports/NAME``: tables, figures and an HTML page from results files."""
+from __future__ import annotations
+
+from ..report import write_report
+from .common import add_json, emit_json
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="write a speed/quality report (CSV, Markdown, figures, HTML) from a run directory",
+                       description="Read RUN_DIR/results.jsonl and RUN_DIR/samples (no model is run) and write "
+                                   "OUT/results.csv, OUT/summary.md, OUT/report.html (self-contained) and "
+                                   "OUT/figures/*.png.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (results.jsonl, samples/)")
+    p.add_argument("--out", required=True, help="report folder to write (e.g. reports/NAME)")
+    add_json(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    written = write_report(args.run_dir, args.out)
+    if args.json:
+        emit_json(written)
+    else:
+        print(f"wrote {written['out']}: {', '.join(written['files'])} "
+              f"({written['records']} models, {written['rows']} rows)")
+    return 0

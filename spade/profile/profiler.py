@@ -1,0 +1,217 @@
+"""Profile model files: cost, verified backends, interleaved latency, speedups.
+
+:func:`profile_models` returns one JSON-serialisable object::
+
+    {"models": [entry, ...],            # one per model x backend, in input order
+     "baseline": NAME, "threads": T, "batch": B, "side": N|None, "device": "cpu",
+     "hardware": "...", "torch": "...", "versions": {...}, "allocator": {...},
+     "timer": {"method", "rounds", "min_run_time_s"}, "load_average": {"before", "after", "cpus"},
+     "tolerance": ..., "macs_counter": ..., "peak_memory": ...}
+
+and every entry holds ``model`` (the file), ``name``, ``family``, ``sharing``, ``role``
+(unpruned / pruned / recursive), ``backend``, ``status`` (ok / failed), ``error``,
+``input_shape``, ``params``, ``macs``, ``peak_mem_mb``, ``max_abs_error`` (relative to
+max(1, max |eager|)), ``setup_s``, ``median_ms``, ``iqr_ms``, ``runs`` (timed blocks),
+``calls``, ``min_ms``, ``round_medians_ms`` (one per interleaved round),
+``page_faults_per_call``, ``speedup`` (the baseline's median over this one, same backend)
+with ``speedup_range`` (lowest and highest per-round ratio) and ``speedup_min`` (ratio of
+the fastest blocks), ``speedup_vs_recursive`` / ``_range`` / ``_min`` and ``recursive``
+(against the recursive model of the same family, same backend) and ``speedup_vs_baseline_eager``
+(against the baseline run eagerly, when eager is profiled). Timing fields are ``None``
+for a failed backend.
+
+All candidates are timed in one interleaved run (:mod:`.latency`); threads are fixed
+with ``torch.set_num_threads`` for the run and restored afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..data import example_pair
+from ..errors import SpadeError, require
+from ..models import LoadedModel, count_parameters, load_model
+from . import allocator as alloc
+from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
+from .conditions import hardware, load_average, versions
+from .cost import MACS_COUNTER, PEAK_MEMORY, forward_cost
+from .latency import METHOD, Timing, measure_interleaved, ratio
+
+
+def role_of(spec: dict) -> str:
+    """``recursive`` (sharing mode), ``pruned`` (resized layers or a pruning record) or ``unpruned``."""
+    if spec.get("config", {}).get("sharing") == "recursive":
+        return "recursive"
+    if spec.get("shapes") or spec.get("pruning"):
+        return "pruned"
+    return "unpruned"
+
+
+@dataclass
+class Candidate:
+    """A loaded model file with its example inputs."""
+
+    path: str
+    name: str
+    bound: Bound
+    spec: dict
+    y: torch.Tensor  #: the timed input
+    y_check: torch.Tensor  #: a second input (another crop, other noise) for verification
+
+    @property
+    def family(self) -> str:
+        return self.spec.get("family", "")
+
+    @property
+    def role(self) -> str:
+        return role_of(self.spec)
+
+
+def _unique_names(paths: list[str]) -> list[str]:
+    stems = [Path(p).stem for p in paths]
+    return [s if stems.count(s) == 1 else p for s, p in zip(stems, paths)]
+
+
+def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 1),
+                   device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """Measurements ``y`` of embedded photographs for a loaded model, one per seed (another
+    crop and other noise each; ``spade.data.example_pair``)."""
+    channels = loaded.model.config.get("image_channels", 1) if loaded.physics.kind == "sr" else 1
+    return [example_pair(loaded.physics, batch, side, channels=channels, seed=s, device=device)[1] for s in seeds]
+
+
+def load_candidates(paths: list[str], batch: int, side: int | None, device: torch.device) -> list[Candidate]:
+    """Load model files and measure their example inputs."""
+    out = []
+    for path, name in zip(paths, _unique_names(paths)):
+        loaded = load_model(path, device)
+        require(loaded.physics is not None, f"model file {path} stores no physics: profiling needs its operator")
+        y, y_check = example_inputs(loaded, batch, side, device=device)
+        out.append(Candidate(path, name, Bound(loaded.model, loaded.physics).eval(), loaded.spec, y, y_check))
+    return out
+
+
+def _recursive_for(cands: list[Candidate], recursive: str | None) -> dict[str, Candidate]:
+    """The recursive reference of every family (the one named, else the family's only one)."""
+    if recursive is not None:
+        ref = next(c for c in cands if c.path == recursive)
+        return {c.family: ref for c in cands}
+    out: dict[str, Candidate] = {}
+    for c in cands:
+        if c.role == "recursive":
+            require(c.family not in out, f"several recursive {c.family} models ({out.get(c.family, c).name}, "
+                                         f"{c.name}): name the reference with --recursive")
+            out[c.family] = c
+    return out
+
+
+def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> None:
+    require(threads >= 1, f"threads must be >= 1 (got {threads})")
+    require(batch >= 1, f"batch must be >= 1 (got {batch})")
+    require(side is None or side >= 1, f"side must be >= 1 (got {side})")
+    require(rounds >= 1, f"rounds must be >= 1 (got {rounds})")
+    require(min_run_time > 0, f"min run time must be > 0 s (got {min_run_time})")
+    require(tolerance >= 0, f"tolerance must be >= 0 (got {tolerance})")
+
+
+def profile_models(models: list[str | Path], backends: list[str] = ("eager",), batch: int = 1, threads: int = 1,
+                   side: int | None = None, device: str | torch.device = "cpu", baseline: str | Path | None = None,
+                   recursive: str | Path | None = None, rounds: int = 5, min_run_time: float = 0.3,
+                   allocator: str = "pinned", tolerance: float = TOLERANCE,
+                   log: Callable[[str], None] = lambda msg: None) -> dict:
+    """Profile model files (see module docstring). ``baseline`` and ``recursive`` are
+    added to ``models`` when not among them; the baseline defaults to the first model."""
+    _check_settings(threads, batch, side, rounds, min_run_time, tolerance)
+    backends = check_backends(list(backends))
+    device = torch.device(device)
+    paths = [str(p) for p in models]
+    require(len(paths) > 0, "no model to profile")
+    baseline = str(baseline) if baseline is not None else paths[0]
+    paths = list(dict.fromkeys([baseline] + paths + ([str(recursive)] if recursive is not None else [])))
+    allocator_state = alloc.configure(allocator)
+    load_before = load_average()
+    with contextlib.ExitStack() as stack:
+        stack.callback(torch.set_num_threads, torch.get_num_threads())
+        torch.set_num_threads(threads)
+        cands = load_candidates(paths, batch, side, device)  # the baseline first
+        if "compile" in backends:  # every model compiles the same forward code: allow a graph each, fail loudly
+            import torch._dynamo as dynamo
+
+            stack.enter_context(dynamo.config.patch(recompile_limit=max(8, 2 * len(cands)),
+                                                           fail_on_recompile_limit_hit=True))
+        refs = _recursive_for(cands, None if recursive is None else str(recursive))
+        entries, runners = [], {}
+        for c in cands:
+            entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
+        log(f"timing {len(runners)} candidate(s): {rounds} interleaved rounds, >= {min_run_time:g} s per block")
+        timings = measure_interleaved({f"{p}|{b}": r.timed for (p, b), r in runners.items()}, threads,
+                                      rounds=rounds, min_run_time=min_run_time)
+        faults = {key: _faults_per_call(r.timed) for key, r in runners.items()}
+    for e in entries:
+        _add_timing(e, timings, faults, baseline, refs.get(e["family"]))
+    dev_versions = versions()
+    return {"models": entries, "baseline": cands[0].name, "threads": threads, "batch": batch, "side": side,
+            "device": str(device), "hardware": hardware(device), "torch": dev_versions["torch"],
+            "versions": dev_versions, "allocator": allocator_state.to_json(),
+            "timer": {"method": METHOD, "rounds": rounds, "min_run_time_s": min_run_time},
+            "load_average": {"before": load_before, "after": load_average(), "cpus": os.cpu_count()},
+            "tolerance": tolerance, "macs_counter": MACS_COUNTER, "peak_memory": PEAK_MEMORY}
+
+
+def _prepare_backends(c: Candidate, backends: list[str], threads: int, device: torch.device, tolerance: float,
+                      runners: dict, log: Callable[[str], None]) -> list[dict]:
+    """The entries of one model (cost, then each backend built and verified); verified
+    backends are added to ``runners`` under ``(path, backend)``."""
+    cost = forward_cost(lambda: c.bound(c.y))
+    common = {"model": c.path, "name": c.name, "family": c.family, "sharing": c.spec.get("config", {}).get("sharing"),
+              "role": c.role, "input_shape": list(c.y.shape), "params": count_parameters(c.bound.model), **cost}
+    entries = []
+    for b in backends:
+        entry = {**common, "backend": b, "status": "ok", "error": None, "max_abs_error": None, "setup_s": None}
+        log(f"preparing {c.name} on {b}")
+        try:
+            runner = prepare(b, c.bound, c.y, threads, device)
+            entry["setup_s"] = runner.setup_s
+            entry["max_abs_error"] = verify(runner.run, c.bound, [c.y, c.y_check])
+            if not entry["max_abs_error"] <= tolerance:
+                raise SpadeError(f"output differs from eager by {entry['max_abs_error']:.3g} (tolerance {tolerance:g})")
+            runners[(c.path, b)] = runner
+        except Exception as exc:  # a backend that fails is reported, never hidden
+            entry.update(status="failed", error=failure_reason(exc))
+            log(f"  {b} failed for {c.name}: {entry['error']}")
+        entries.append(entry)
+    return entries
+
+
+def _faults_per_call(timed: Callable, calls: int = 2) -> float | None:
+    before = alloc.page_faults()
+    for _ in range(calls):
+        timed()
+    after = alloc.page_faults()
+    return None if before is None else (after - before) / calls
+
+
+def _add_timing(e: dict, timings: dict[str, Timing], faults: dict, baseline: str, ref) -> None:
+    fields = ("median_ms", "iqr_ms", "min_ms", "runs", "calls", "round_medians_ms", "page_faults_per_call",
+              "speedup", "speedup_range", "speedup_min", "recursive", "speedup_vs_recursive",
+              "speedup_vs_recursive_range", "speedup_vs_recursive_min", "speedup_vs_baseline_eager")
+    e.update(dict.fromkeys(fields))
+    e["recursive"] = None if ref is None else ref.name
+    own = timings.get(f"{e['model']}|{e['backend']}")
+    if own is None:
+        return
+    e.update(own.to_json())
+    e["page_faults_per_call"] = faults[(e["model"], e["backend"])]
+    for prefix, other in (("speedup", baseline), ("speedup_vs_recursive", None if ref is None else ref.path)):
+        t = timings.get(f"{other}|{e['backend']}")
+        if t is not None:
+            r = ratio(t, own)
+            e[prefix], e[f"{prefix}_range"], e[f"{prefix}_min"] = r["speedup"], [r["low"], r["high"]], r["min"]
+    eager = timings.get(f"{baseline}|eager")
+    if eager is not None:
+        e["speedup_vs_baseline_eager"] = eager.median / own.median

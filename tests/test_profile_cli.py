@@ -1,0 +1,96 @@
+"""``spade profile`` end to end on tiny model files: structure and consistency, never speed."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from spade.cli import main
+from spade.models import count_parameters, load_model
+from tiny_nets import one_thread, tiny  # noqa: F401  (fixtures)
+
+FAST = ["--threads", "1", "--side", "33", "--rounds", "2", "--min-run-time", "0.001"]
+
+
+def _profile(capsys, *args) -> dict:
+    assert main(["profile", *map(str, args), "--json", *FAST]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_has_every_field_and_consistent_speedups(tiny, capsys):
+    out = _profile(capsys, tiny["base"], tiny["half"], tiny["rec"])
+    for key in ("models", "baseline", "threads", "batch", "side", "allocator", "torch", "hardware", "device",
+                "timer", "tolerance", "macs_counter", "peak_memory", "load_average", "versions"):
+        assert key in out, key
+    assert (out["threads"], out["batch"], out["side"], out["baseline"]) == (1, 1, 33, "base")
+    assert out["allocator"]["mode"] in ("pinned", "preloaded", "uncontrolled")
+    assert out["timer"]["rounds"] == 2
+    entries = {e["name"]: e for e in out["models"]}
+    assert list(entries) == ["base", "half", "rec"]
+    for name, e in entries.items():
+        for key in ("model", "median_ms", "iqr_ms", "runs", "speedup", "params", "macs", "peak_mem_mb", "backend"):
+            assert e[key] is not None, (name, key)
+        assert e["backend"] == "eager" and e["status"] == "ok"
+        assert e["runs"] >= 2 and e["calls"] >= e["runs"]  # at least one block per interleaved round
+        assert e["params"] == count_parameters(load_model(e["model"]).model)
+        assert e["speedup"] == pytest.approx(entries["base"]["median_ms"] / e["median_ms"])
+        assert e["speedup_min"] == pytest.approx(entries["base"]["min_ms"] / e["min_ms"])
+        assert e["min_ms"] <= e["median_ms"] and len(e["round_medians_ms"]) == 2
+        lo, hi = e["speedup_range"]
+        assert lo <= hi
+        assert e["recursive"] == "rec"
+        assert e["speedup_vs_recursive"] == pytest.approx(entries["rec"]["median_ms"] / e["median_ms"])
+    assert entries["base"]["speedup"] == 1.0 and entries["rec"]["speedup_vs_recursive"] == 1.0
+    assert [e["role"] for e in entries.values()] == ["unpruned", "pruned", "recursive"]
+    assert entries["half"]["macs"] < entries["base"]["macs"] / 2
+    assert entries["half"]["peak_mem_mb"] < entries["base"]["peak_mem_mb"]
+
+
+def test_baseline_and_recursive_options(tiny, tmp_path, capsys):
+    copy = tmp_path / "copy.spade"
+    shutil.copy(tiny["base"], copy)
+    out = _profile(capsys, tiny["half"], "--baseline", tiny["base"], "--recursive", tiny["rec"])
+    names = [e["name"] for e in out["models"]]
+    assert names == ["base", "half", "rec"]  # baseline first; recursive added
+    # a model against an identical copy of itself: same cost, a finite positive ratio
+    out = _profile(capsys, tiny["base"], copy)
+    a, b = out["models"]
+    assert (a["macs"], a["params"]) == (b["macs"], b["params"])
+    assert b["speedup"] > 0 and a["recursive"] is None and a["speedup_vs_recursive"] is None
+
+
+def test_several_backends_interleaved_with_text_output(tiny, capsys):
+    assert main(["profile", str(tiny["half"]), "--backend", "eager", "--backend", "onnxruntime", *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "threads 1" in text and "batch 1" in text and "allocator:" in text and "torch" in text
+    assert "median ms" in text and "speedup" in text
+    rows = [line for line in text.splitlines() if line.startswith("half ")]
+    assert len(rows) == 2 and "eager" in rows[0] and "onnxruntime" in rows[1]
+    assert "FAILED" not in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.spade"], "does not exist"),
+    (["{base}", "--backend", "tensorrt"], "unknown backend"),
+    (["{base}", "--threads", "0"], "threads must be >= 1"),
+    (["{base}", "--batch", "0"], "batch must be >= 1"),
+    (["{base}", "--rounds", "0"], "rounds must be >= 1"),
+    (["{base}", "--allocator", "fast"], "unknown allocator"),
+    (["{base}", "--side", "40"], "not a multiple of the CS block size"),
+    (["{base}", "--device", "tpu"], "device"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny, capsys, args, message):
+    args = [a.format(base=tiny["base"]) for a in args]
+    assert main(["profile", *args, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spade profile: error") and message in lines[0]
+
+
+def test_two_recursive_models_need_a_choice(tiny, tmp_path, capsys):
+    other = tmp_path / "rec2.spade"
+    shutil.copy(tiny["rec"], other)
+    assert main(["profile", str(tiny["base"]), str(tiny["rec"]), str(other), *FAST]) == 2
+    assert "--recursive" in capsys.readouterr().err
