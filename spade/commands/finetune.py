@@ -64,7 +64,8 @@ def add_parser(sub, name):
     p.add_argument("--teacher", help="the unpruned SPADE model file (school)")
     p.add_argument("--data", required=True,
                    help="images: the training split (supervised) or the test images whose measurements "
-                        "are used (school, self-supervised); a folder, a benchmark set or 'embedded'")
+                        "are used (school, self-supervised); a folder, a benchmark set or 'embedded'; "
+                        "sparse recovery: 'bernoulli-gaussian[:P]' (fresh codes)")
     p.add_argument("--val", help="held-out validation images (disjoint from --data)")
     p.add_argument("--holdout", type=int, default=0, help="hold out N images of --data for validation")
     p.add_argument("--protocol", help="validation protocol (default: the model's)")
@@ -135,10 +136,12 @@ def run(args) -> int:
         names = [n for n, _ in parse_spec(args.strategy)]
         options = strategy_options(args, names)
         teacher = load_teacher(args.teacher, loaded.physics, dev) if args.teacher else None
-        images = load_images(args.data, image_channels(loaded.model))
-        val = load_images(args.val, image_channels(loaded.model)) if args.val else None
+        sparse = loaded.physics.kind == "sparse"  # synthetic codes (the engine rejects validation data)
+        images = args.data if sparse else load_images(args.data, image_channels(loaded.model))
+        val = (args.val if sparse else load_images(args.val, image_channels(loaded.model))) if args.val else None
         if args.holdout:
             require(val is None, "give --val or --holdout, not both")
+            require(not sparse, "sparse recovery trains on synthetic codes: there are no images to hold out")
             images, val = split(images, args.holdout, args.seed)
         protocol = args.protocol or loaded.spec.get("protocol")
         checkpoint = out.with_name(out.name + ".ckpt")

@@ -2,7 +2,8 @@
 
 The recipe (see :mod:`spade.finetune.recipe`) names the model, the physics, the data and
 the optimisation; the run writes ``DIR/model.spade`` (with a ``training`` section in its
-spec), ``DIR/history.json`` and, while it runs, ``DIR/checkpoint.pt`` for ``--resume``.
+spec that names the validation images, so a held-out test split can be rebuilt),
+``DIR/history.json`` and, while it runs, ``DIR/checkpoint.pt`` for ``--resume``.
 Runs under ``torchrun --nproc-per-node N`` as well (DistributedDataParallel).
 """
 from __future__ import annotations
@@ -52,8 +53,13 @@ def run(args) -> int:
         require(reference.kind in family.physics,
                 f"model '{family.name}' serves physics {list(family.physics)}, not '{reference.kind}'")
         teacher = load_teacher(extra["teacher"], reference, dev) if "teacher" in extra else None
-        images = load_images(data["source"], image_channels(model))
-        val = load_images(data["val"], image_channels(model)) if "val" in data else None
+        if reference.kind == "sparse":  # synthetic codes; the engine rejects validation data
+            require(not data.get("holdout") and "val" not in data, "sparse recovery trains on synthetic codes and "
+                    "has no validation images: drop [data] holdout/val and score with 'spade evaluate'")
+            images, val = data["source"], None
+        else:
+            images = load_images(data["source"], image_channels(model))
+            val = load_images(data["val"], image_channels(model)) if "val" in data else None
         if data.get("holdout"):
             images, val = split(images, data["holdout"], settings.get("seed", 0))
         model, history = finetune(model, physics, images, extra.get("strategy", "supervised"), teacher=teacher,
@@ -66,7 +72,8 @@ def run(args) -> int:
         summary.update({"out": str(out / "model.spade"), "recipe": str(args.recipe), "data": data["source"]})
         training = {"steps": summary["steps_run"], "strategy": summary["strategy"], "loss": summary["final_loss"],
                     "val_psnr": summary["best_psnr"], "data_used": summary["data_used"], "data": data["source"],
-                    "stopped": summary["stopped"], "recipe": recipe}
+                    "stopped": summary["stopped"], "recipe": recipe,
+                    "val_images": [img.name for img in val or []]}
         if dist.is_main():
             write_text(out / "history.json", json.dumps(history.to_json(), indent=1))
         finish(out / "model.spade", out / "checkpoint.pt", model, reference, {"protocol": history.protocol,

@@ -1,11 +1,15 @@
-"""Training patches: random crops with the eight flips/rotations, reproducible by index."""
+"""Training samples reproducible by index: random image crops with the eight
+flips/rotations, and the synthetic codes of sparse recovery."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import require
+from ..physics.sparse import bernoulli_gaussian
 from .images import Image
 
 
@@ -49,3 +53,36 @@ class PatchDataset(Dataset):
         if self.augment:
             patch = dihedral(patch, int(rng.integers(0, 8)))
         return patch.contiguous()
+
+
+#: the training source of sparse recovery: ``"bernoulli-gaussian"`` or ``"bernoulli-gaussian:P"``
+CODES = "bernoulli-gaussian"
+
+
+def code_probability(source) -> float:
+    """The nonzero probability ``P`` of a code source ``"bernoulli-gaussian[:P]"`` (0.1 by default)."""
+    name, _, p = str(source).partition(":")
+    require(name == CODES, f"sparse recovery trains on synthetic codes, not '{source}': give the data source "
+                           f"'{CODES}' or '{CODES}:P' (P = probability of a nonzero entry, default 0.1)")
+    try:
+        value = float(p) if p else 0.1
+    except ValueError:
+        value = math.nan
+    require(0 < value <= 1, f"data source '{source}': the nonzero probability must be a number in (0, 1]")
+    return value
+
+
+class CodeDataset(Dataset):
+    """``length`` Bernoulli-Gaussian codes (n,): each entry nonzero with probability ``p``,
+    then N(0, 1). Item ``i`` is drawn from its own seed ``(seed, i)`` (as :class:`PatchDataset`)."""
+
+    def __init__(self, n: int, length: int, p: float = 0.1, seed: int = 0):
+        require(n >= 1 and length >= 1, f"code size {n} and count {length} must be >= 1")
+        self.n, self.length, self.p, self.seed = int(n), int(length), float(p), int(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        seed = int(np.random.default_rng((self.seed, int(i))).integers(2 ** 62))
+        return bernoulli_gaussian(1, self.n, self.p, seed=seed)[0]

@@ -20,13 +20,15 @@ val_every          0          steps between validations (0: only at the end)
 patience           0          validations without improvement before stopping (0: never)
 seed               0          seeds data order, patches, noise, transforms and the model
 patch              0          patch side for patch data (0: CS 99, SR 96, MRI the mask side)
-patches            0          distinct patches per epoch (0: steps x batch, 1024 with epochs)
+patches            0          distinct patches (sparse recovery: codes) per epoch (0: steps x
+                              batch, 1024 with epochs)
 augment            true       random flips/rotations of patches
 noise_level        physics'   measurement noise standard deviation
 regularizer        true       add the model's own training penalty (``aux["regularizer"]``)
 data_mode          auto       ``patches`` (random patches measured on the fly),
                               ``measurements`` (the images measured once, whole), or ``auto``:
-                              patches if a strategy uses ground truth, else measurements
+                              patches if a strategy uses ground truth, else measurements;
+                              sparse recovery always trains on fresh codes (patches)
 =================  =========  ==============================================================
 """
 from __future__ import annotations

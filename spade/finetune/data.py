@@ -1,7 +1,8 @@
 """Where training batches come from: the two data pipelines and the per-step physics.
 
 * :class:`PatchStream` — the **training split**: random patches (``spade.data.PatchDataset``)
-  of training images, measured on the fly with noise seeded per sample. Sample ``k`` of the
+  of training images, or for sparse recovery fresh Bernoulli-Gaussian codes
+  (``spade.data.CodeDataset``), measured on the fly with noise seeded per sample. Sample ``k`` of the
   run (``k = step * batch + j``) is a pure function of ``(seed, k)``, so a resumed or
   distributed run sees exactly the batches of a single uninterrupted one.
 * :class:`MeasurementSet` — the **test measurements themselves** (the SPADE protocol for
@@ -26,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Image, PatchDataset
+from ..data import CodeDataset, Image, PatchDataset
 from ..errors import require
 from ..evaluation import prepare
-from ..physics import MRI, BlockCS, LinearPhysics, SuperResolution, build_physics
+from ..physics import MRI, BlockCS, LinearPhysics, SparseRecovery, SuperResolution, build_physics
 
 
 @dataclass
@@ -127,12 +128,12 @@ def reference_physics(physics) -> list[LinearPhysics]:
 
 
 class PatchStream:
-    """Random patches measured on the fly (see module docstring)."""
+    """Random patches (or sparse codes) measured on the fly (see module docstring).
 
-    def __init__(self, images: list[Image], physics, size: int, length: int, batch: int, seed: int,
-                 augment: bool, noise_level: float | None):
-        self.physics = physics
-        self.dataset = PatchDataset(images, size, length, augment=augment, seed=seed)
+    ``dataset``: a :class:`spade.data.PatchDataset` or :class:`spade.data.CodeDataset`."""
+
+    def __init__(self, dataset: PatchDataset | CodeDataset, batch: int, seed: int, noise_level: float | None):
+        self.dataset = dataset
         self.batch_size, self.seed, self.noise_level = batch, seed, noise_level
         self._perm: tuple[int, np.ndarray] | None = None
 
@@ -153,8 +154,8 @@ class PatchStream:
         ks = range(step * self.batch_size, (step + 1) * self.batch_size)[part]
         x = to_domain(torch.stack([self.dataset[self._index(k)] for k in ks]).to(device), physics)
         sigma = physics.noise_level if self.noise_level is None else self.noise_level
-        if sigma > 0:
-            y = torch.cat([physics.simulate(x[i:i + 1], sigma, seed=sample_seed(self.seed, k))
+        if sigma > 0 or isinstance(physics, SparseRecovery):  # sparse recovery: noise at the operator's SNR
+            y = torch.cat([physics.simulate(x[i:i + 1], self.noise_level, seed=sample_seed(self.seed, k))
                            for i, k in enumerate(ks)])
         else:
             y = physics.A(x)

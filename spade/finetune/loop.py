@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data import Image, check_disjoint, load_images
+from ..data import CodeDataset, Image, PatchDataset, check_disjoint, code_probability, load_images
 from ..errors import SpadeError, require
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
-from ..physics import LinearPhysics
+from ..physics import LinearPhysics, SparseRecovery
 from . import distributed as dist
 from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig
@@ -131,13 +131,20 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
 
 
-def _data_stream(mode: str, images: list[Image], name: str, physics, protocol: str, cfg: TrainConfig, device):
-    """``(stream, where the data are used, a line describing them)`` for a data mode."""
+def _data_stream(mode: str, images: list[Image], codes: float | None, name: str, physics, protocol: str,
+                 cfg: TrainConfig, device):
+    """``(stream, where the data are used, a line describing them)`` for a data mode;
+    ``codes``: the nonzero probability of the training codes of sparse recovery (else None)."""
     if mode == "patches":
         ref = reference_physics(physics)[0]
-        size = check_patch(cfg.patch or default_patch(ref), ref)
         length = cfg.patches or (cfg.steps * cfg.batch if cfg.steps else 1024)
-        stream = PatchStream(images, physics, size, length, cfg.batch, cfg.seed, cfg.augment, cfg.noise_level)
+        if codes is not None:
+            stream = PatchStream(CodeDataset(ref.n, length, codes, cfg.seed), cfg.batch, cfg.seed, cfg.noise_level)
+            return stream, TRAINING_SPLIT, (f"{length} Bernoulli-Gaussian codes (p = {codes}) measured on the fly "
+                                            "(noise seeded per code)")
+        size = check_patch(cfg.patch or default_patch(ref), ref)
+        dataset = PatchDataset(images, size, length, augment=cfg.augment, seed=cfg.seed)
+        stream = PatchStream(dataset, cfg.batch, cfg.seed, cfg.noise_level)
         return stream, TRAINING_SPLIT, (f"{len(images)} images of {name}, {length} random {size}x{size} patches "
                                         "measured on the fly (noise seeded per patch)")
     stream = MeasurementSet(images, physics, protocol, cfg.batch, cfg.seed, cfg.noise_level, device)
@@ -159,6 +166,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
         data: images (a source name / folder for :func:`spade.data.load_images`, or a list
             of :class:`spade.data.Image`): the training split (patch data) or the test
             images whose measurements are used (measurement data; see ``data_mode``).
+            Sparse recovery trains on fresh codes: ``"bernoulli-gaussian[:P]"``.
         strategy: ``"supervised"``, ``"school:1,self-supervised:0.5"``, ``{"school": 1}``.
         teacher: frozen network for strategies that use one (``school``).
         options: per-strategy options, e.g. ``{"supervised": {"metric": "ssim"}}``.
@@ -181,24 +189,32 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     require(not needs_teacher or teacher is not None, f"strategy {needs_teacher} needs a teacher model (--teacher)")
     require(teacher is None or needs_teacher, "a teacher is given but no strategy uses one (add 'school')")
     uses_gt = [s.name for _, s in terms if s.uses_ground_truth]
-    mode = cfg.data_mode if cfg.data_mode != "auto" else ("patches" if uses_gt else "measurements")
+    refs = reference_physics(physics)
+    sparse = isinstance(refs[0], SparseRecovery)
+    mode = cfg.data_mode if cfg.data_mode != "auto" else ("patches" if uses_gt or sparse else "measurements")
     require(mode == "patches" or not uses_gt,
             f"strategy {uses_gt} needs ground truth, which measurement data do not carry: use data_mode 'patches'")
     require(mode == "patches" or not isinstance(physics, RandomBlockCS),
             "a list of CS ratios (random physics per step) needs data_mode 'patches'")
-    refs = reference_physics(physics)
     protocol = protocol or DEFAULT_PROTOCOL[refs[0].kind]
     require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
 
-    images, data_name = _images(data, model, "data", data_name)
-    require(len(images) > 0, "no training data: give images (a folder, a benchmark set or 'embedded')")
+    if sparse:
+        require(mode == "patches", "sparse recovery trains on fresh codes: use data_mode 'patches' (or 'auto')")
+        require(val is None and cfg.val_every == 0 and cfg.patience == 0,
+                "sparse recovery has no validation images: drop val/holdout/val_every/patience and score the "
+                "model with 'spade evaluate MODEL --protocol nmse'")
+        images, codes, data_name = [], code_probability(data), data_name or str(data)
+    else:
+        (images, data_name), codes = _images(data, model, "data", data_name), None
+        require(len(images) > 0, "no training data: give images (a folder, a benchmark set or 'embedded')")
     val_images, val_name = _images(val, model, "val", val_name)
     if val_images:
         check_disjoint(images, val_images)
     require(val_images or (cfg.val_every == 0 and cfg.patience == 0),
             "val_every and patience need validation images (val / holdout)")
 
-    stream, used, detail = _data_stream(mode, images, data_name, physics, protocol, cfg, device)
+    stream, used, detail = _data_stream(mode, images, codes, data_name, physics, protocol, cfg, device)
     total = cfg.steps or cfg.epochs * stream.steps_per_epoch
     every = cfg.checkpoint_every or max(1, total // 10)
     history = History(spec_text, used, data_name, protocol, total)

@@ -11,7 +11,8 @@ kind = "cs"             # a random ratio and a fresh Gaussian Phi every step (CO
 ratio = 0.25
 
 [data]
-source = "embedded"     # training images: folder, benchmark set, embedded, embedded-mri
+source = "embedded"     # training images: folder, benchmark set, embedded, embedded-mri;
+                        # sparse recovery: "bernoulli-gaussian[:P]" (fresh codes, no validation)
 holdout = 2             # images held out of source for validation (or val = SOURCE)
 patch = 99              # patch side; patches: distinct patches per epoch; augment
 protocol = "ista-cs"    # validation protocol (default by physics kind)
