@@ -22,6 +22,8 @@ COMMANDS = {
     "profile": "profile",
     "report": "report",
     "export": "export",
+    "run": "run",
+    "demo": "demo",
 }
 
 

@@ -1,5 +1,6 @@
-"""The training recipes of ``recipes/train/``: every one parses and validates without training,
-the demo recipes need no benchmark data, and they train end to end (a few steps; the
+"""The training recipes of ``recipes/train/`` and the demo's (``spade/recipes/demo-*.toml``,
+shipped in the package): every one parses and validates without training, the demo recipes
+need no benchmark data, and they train end to end (a few steps; the
 full demo recipes, which must beat their starting point, are ``slow``)."""
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from spade.finetune.recipe import build_model, build_train_physics, read_recipe,
 from spade.models import get_family
 from spade.models.io import load_model
 
-RECIPES = sorted((REPO / "recipes" / "train").glob("*.toml"))
-DEMOS = [p for p in RECIPES if p.name.startswith("demo-")]
-EMBEDDED = ("embedded", "embedded-mri")
+DEMOS = sorted((REPO / "spade" / "recipes").glob("demo-*.toml"))
+RECIPES = sorted((REPO / "recipes" / "train").glob("*.toml")) + DEMOS
+EMBEDDED = ("embedded", "embedded-train", "embedded-test", "embedded-mri")
 
 
 def test_recipes_exist():

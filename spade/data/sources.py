@@ -1,6 +1,7 @@
 """Where images come from: the embedded default, a user folder, the benchmark sets.
 
-* **embedded** — real photographs shipped inside scikit-image's wheel, and **embedded-mri**
+* **embedded** — real photographs shipped inside scikit-image's wheel (``embedded-train`` /
+  ``embedded-test``: a fixed disjoint split of them), and **embedded-mri**
   — a real MR slice shipped with matplotlib (``s1045.ima.gz``, 256x256) plus
   scikit-image's Shepp-Logan phantom; nothing is downloaded.
 * a **folder** of png/tif/jpg/bmp/npy files (sorted by name);
@@ -25,6 +26,9 @@ from .images import EXTENSIONS, Image, read_image, rgb_to_y
 EMBEDDED_PHOTOS = ("camera.png", "astronaut.png", "coffee.png", "chelsea.png", "coins.png", "moon.png",
                    "rocket.jpg", "motorcycle_left.png", "brick.png", "gravel.png", "grass.png",
                    "hubble_deep_field.jpg")
+
+#: a fixed split of the photographs: ``embedded-test`` (these) and ``embedded-train`` (the rest)
+EMBEDDED_TEST = ("camera.png", "coffee.png", "brick.png")
 
 BENCHMARK_SETS = {
     "set11": "images/Set11",
@@ -93,16 +97,21 @@ def folder_images(path: str | Path, channels: str = "y") -> list[Image]:
 
 
 def load_images(source: str | Path, channels: str = "y") -> list[Image]:
-    """Images from ``"embedded"``, ``"embedded-mri"``, a benchmark set name, or a folder."""
+    """Images from ``"embedded"`` (or its fixed split ``"embedded-train"`` / ``"embedded-test"``),
+    ``"embedded-mri"``, a benchmark set name, or a folder."""
     key = str(source)
     if key == "embedded":
         return embedded_photos(channels)
     if key == "embedded-mri":
         return embedded_mri()
+    if key in ("embedded-train", "embedded-test"):
+        test = key == "embedded-test"
+        return [img for img, name in zip(embedded_photos(channels), EMBEDDED_PHOTOS)
+                if (name in EMBEDDED_TEST) == test]
     if key.lower() in BENCHMARK_SETS:
         return folder_images(benchmark_path(key), channels)
     path = Path(key)
     if path.is_dir():
         return folder_images(path, channels)
     raise SpadeError(f"data source '{source}' is neither a folder nor one of "
-                     f"{['embedded', 'embedded-mri', *BENCHMARK_SETS]}")
+                     f"{['embedded', 'embedded-train', 'embedded-test', 'embedded-mri', *BENCHMARK_SETS]}")

@@ -49,16 +49,17 @@ def sample_arrays(protocol: str, arrays: dict) -> tuple[np.ndarray, np.ndarray, 
     return tuple(np.clip(a, 0.0, 1.0) for a in (rec, gt, start))
 
 
-def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str, protocol: str | None = None,
+def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str | None, protocol: str | None = None,
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
                 rounds: int = 5, min_run_time: float = 0.3, title: str | None = None,
                 log: Callable[[str], None] = lambda msg: None) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 
     ``models``: paths, or dicts ``{"path", "name"?, "role"?, "parent"?, "ratio"?,
-    "importance"?, "strategy"?}`` overriding what the spec says (role from the sharing
-    mode and resized layers, ratio/importance from ``spec["pruning"]``, strategy from
-    ``spec["finetune"]``).
+    "importance"?, "strategy"?, "data"?, "protocol"?}`` overriding what the spec says
+    (role from the sharing mode and resized layers, ratio/importance from
+    ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
+    ``protocol`` (per-model test images).
     """
     run_dir = Path(run_dir)
     require(not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())),
@@ -72,7 +73,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str,
         e.setdefault("role", role_of(spec))
         e.setdefault("ratio", (spec.get("pruning") or {}).get("ratio"))
         e.setdefault("importance", (spec.get("pruning") or {}).get("importance"))
-        e.setdefault("strategy", (spec.get("finetune") or {}).get("strategy"))
+        e.setdefault("strategy", (spec.get("finetuning") or {}).get("strategy"))
         e["family"] = spec["family"]
     families = list(dict.fromkeys(e["family"] for e in entries))
     profiles, unpruned = {}, {}
@@ -96,7 +97,9 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str,
 def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: str, protocol: str | None,
             log: Callable[[str], None]) -> dict:
     """Evaluate one model, save its sample and append its record."""
-    proto = protocol or lm.spec.get("protocol") or get_family(e["family"]).protocol
+    data = e.get("data") or data
+    require(data, f"model {e['name']}: no test images to evaluate on")
+    proto = e.get("protocol") or protocol or lm.spec.get("protocol") or get_family(e["family"]).protocol
     channels = "rgb" if proto == "sr" and lm.model.config.get("image_channels", 1) == 3 else "y"
     log(f"evaluating {e['name']} on {data} ({proto})")
     ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1)

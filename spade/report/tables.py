@@ -82,9 +82,10 @@ def summary_table(group: pd.DataFrame) -> list[str]:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, r in group.iterrows():
         median = "failed" if r["status"] == "failed" else _fmt(r["median_ms"], ".1f")
-        lines.append(f"| {r['model']} | {r['role']} | {_fmt(r['ratio'], '.2f')} | {r['strategy'] or '-'} | "
+        strategy = r["strategy"] if isinstance(r["strategy"], str) else ("none" if r["role"] == "pruned" else "-")
+        lines.append(f"| {r['model']} | {r['role']} | {_fmt(r['ratio'], '.2f')} | {strategy} | "
                      f"{_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.4f')} | {r['params']:,} | "
-                     f"{r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {r['backend'] or '-'} | "
+                     f"{r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {r['backend'] if isinstance(r['backend'], str) else '-'} | "
                      f"{median} | {_fmt(r['speedup_vs_unpruned'], '.2f', 'x')} | "
                      f"{_fmt(r['speedup_vs_recursive'], '.2f', 'x')} |")
     return lines

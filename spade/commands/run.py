@@ -1,0 +1,33 @@
+"""``spade run RECIPE.toml [--out DIR] [--resume]``: the whole pipeline from one recipe."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..pipeline import run_pipeline
+from .common import add_device, add_json, device, emit_json
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="run a recipe: models, prune sweep, fine-tuning, evaluation, profile, report",
+                       description="Run a pipeline recipe stage by stage (see spade.pipeline.recipe for the "
+                                   "format). Outputs go to DIR; a killed run continues with --resume.")
+    p.add_argument("recipe", help="the pipeline recipe (TOML)")
+    p.add_argument("--out", help="run folder (default: runs/RECIPE-NAME)")
+    p.add_argument("--report", help="report folder (default: the recipe's [report] out, else DIR/report)")
+    p.add_argument("--resume", action="store_true", help="continue the run in DIR where it stopped")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device(p)
+    add_json(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    device(args.device)
+    out = args.out or Path("runs") / Path(args.recipe).stem
+    summary = run_pipeline(args.recipe, out, resume=args.resume, report=args.report, device=args.device,
+                           progress=not args.no_progress, log=(lambda m: None) if args.json else print)
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"done: {summary['models']} models; report {summary['report']}/report.html")
+    return 0

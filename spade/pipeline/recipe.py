@@ -1,0 +1,247 @@
+"""Pipeline recipes (``spade run RECIPE.toml``): read and validate everything up front.
+
+A recipe names the models and the sweep; paths in it are relative to the recipe's folder::
+
+    title = "ISTA-Net+ CS25 on Set11"           # report title (optional); notes = "..." too
+
+    [data]
+    test = "set11"         # evaluation images; school / self-supervised use their measurements
+    train = "urban100"     # training split: supervised fine-tuning, pruning data, distillation
+    protocol = "ista-cs"   # optional (default: each model's own)
+
+    [[models]]             # one or more
+    name = "ista-net-plus"
+    role = "unpruned"      # unpruned: pruned and fine-tuned | recursive: a baseline, measured as is
+    # the source, exactly one of:
+    import = {weights = "net_params_200.pkl", phi = "phi.mat", qinit = "Qinit.mat"}  # or mask = ...
+    # file = "model.spade"                      a SPADE model file
+    # train = "train/demo-mri.toml"             a training recipe (spade train)
+    # distill = {family = "ista-net-plus", preset = "recursive", teacher = "ista-net-plus",
+    #            steps = 300, batch = 16, lr = 5e-4, patch = 99}
+    #   a new model with the teacher's physics, trained by the school strategy on
+    #   patches of [data] train (no ground truth used)
+    # test / train / protocol: per-model overrides of [data]
+
+    [prune]
+    ratios = [0.25, 0.5, 0.75]
+    importance = "taylor"  # scope, steps, round_to, depth (an int or one per ratio), samples, seed
+
+    [finetune]             # the strategies, each run on every pruned model
+    strategies = ["supervised", "school", "self-supervised"]   # or "school:1,self-supervised:0.5"
+    steps = 100            # batch, lr, schedule, clip, loss, iterates, transforms, patch, seed
+    [finetune.supervised]  # per-strategy overrides of the same keys
+    steps = 200
+
+    [profile]              # backends, threads, rounds, min_run_time, batch, side
+    [budget]               # latency-budget mode: the best pruned model at least this much faster
+    speedup = 2.0          # than its unpruned model (eager); backend = "eager"
+    [report]
+    out = "reports/cs25"   # where the report goes (default: OUT/report), relative to the current folder
+"""
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+
+from ..errors import SpadeError, require
+from ..finetune.strategies import available as registered
+from ..profile import BACKENDS
+from ..prune import CRITERIA
+from ..prune.api import SCOPES
+
+TOP = {"title", "notes", "data", "models", "prune", "finetune", "profile", "budget", "report"}
+DATA = {"test", "train", "protocol"}
+MODEL = {"name", "role", "file", "import", "train", "distill", "test", "train_data", "protocol"}
+SOURCES = ("file", "import", "train", "distill")
+ROLES = ("unpruned", "recursive")
+IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
+DISTILL = {"family", "preset", "teacher", "steps", "batch", "lr", "patch", "seed", "data"}
+PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data"}
+TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
+            "data_mode", "noise"}
+FINETUNE = {"strategies"} | TRAINING
+PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
+BUDGET = {"speedup", "backend"}
+REPORT = {"out", "title"}
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def _table(value, where: str, allowed: set) -> dict:
+    require(isinstance(value, dict), f"[{where}] must be a table")
+    unknown = sorted(set(value) - allowed)
+    require(not unknown, f"[{where}] has unknown key(s) {unknown}: allowed are {sorted(allowed)}")
+    return dict(value)
+
+
+def _int(value, where: str, low: int = 1) -> int:
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+            f"{where} = {value!r} must be a whole number >= {low}")
+    return value
+
+
+def _number(value, where: str, low: float = 0.0, high: float = math.inf) -> float:
+    require(isinstance(value, (int, float)) and not isinstance(value, bool) and low < value < high,
+            f"{where} = {value!r} must be a number in ({low:g}, {high:g})")
+    return float(value)
+
+
+def _path(base: Path, value, where: str) -> str:
+    require(isinstance(value, str) and value, f"{where} must be a path (relative to the recipe's folder)")
+    path = (base / value).resolve()
+    require(path.is_file(), f"{where}: {path} does not exist")
+    return str(path)
+
+
+def strategy_slug(strategy: str) -> str:
+    """A file-name part for a strategy spec: ``school:1,self-supervised:0.5`` -> ``school+self-supervised``."""
+    return "+".join(part.split(":")[0].strip() for part in strategy.split(","))
+
+
+def _strategy(text, where: str) -> str:
+    require(isinstance(text, str) and text.strip(), f"{where}: a strategy is a name or 'NAME:WEIGHT,...'")
+    known = registered()
+    for part in text.split(","):
+        name, _, weight = part.partition(":")
+        require(name.strip() in known, f"{where}: unknown strategy '{name.strip()}': registered are {sorted(known)}")
+        if weight:
+            try:
+                ok = float(weight) > 0
+            except ValueError:
+                ok = False
+            require(ok, f"{where}: weight '{weight}' of '{name.strip()}' must be a number > 0")
+    return text.replace(" ", "")
+
+
+def _training(table: dict, where: str) -> dict:
+    for key in ("steps", "batch", "patch"):
+        if key in table:
+            _int(table[key], f"{where}.{key}")
+    if "lr" in table:
+        _number(table["lr"], f"{where}.lr", 0.0, 1.0)
+    if "seed" in table:
+        _int(table["seed"], f"{where}.seed", 0)
+    return table
+
+
+def _model(entry, i: int, base: Path, data: dict) -> dict:
+    where = f"models[{i}]"
+    m = _table(entry, where, MODEL)
+    require(isinstance(m.get("name"), str) and NAME.match(m["name"]),
+            f"{where}.name = {m.get('name')!r} must be lower-case letters, digits, '-', '_' or '.'")
+    m.setdefault("role", "unpruned")
+    require(m["role"] in ROLES, f"{where}.role = {m['role']!r}: choose one of {list(ROLES)}")
+    given = [s for s in SOURCES if s in m]
+    require(len(given) == 1, f"{where} ({m['name']}) needs exactly one source of {list(SOURCES)}, got {given}")
+    if "file" in m:
+        m["file"] = _path(base, m["file"], f"{where}.file")
+    elif "train" in m:
+        m["train"] = _path(base, m["train"], f"{where}.train")
+    elif "import" in m:
+        imp = _table(m["import"], f"{where}.import", IMPORT)
+        require("weights" in imp, f"{where}.import needs 'weights' (and phi + qinit, or mask)")
+        for key in ("weights", "phi", "qinit", "mask"):
+            if key in imp:
+                imp[key] = _path(base, imp[key], f"{where}.import.{key}")
+        m["import"] = imp
+    else:
+        d = _training(_table(m["distill"], f"{where}.distill", DISTILL), f"{where}.distill")
+        require("family" in d and "teacher" in d and "steps" in d,
+                f"{where}.distill needs 'family', 'teacher' (a model name) and 'steps'")
+        d.setdefault("data", m.get("train_data", data.get("train")))
+        require(d["data"], f"{where}.distill needs training images: give [data] train or distill.data")
+        m["distill"] = d
+    m.setdefault("test", data.get("test"))
+    require(m["test"], f"{where} ({m['name']}) has no test images: give [data] test or models.test")
+    m.setdefault("train_data", data.get("train"))
+    m.setdefault("protocol", data.get("protocol"))
+    return m
+
+
+def read_pipeline_recipe(path: str | Path) -> dict:
+    """The validated recipe with defaults filled (see the module docstring)."""
+    path = Path(path)
+    require(path.is_file(), f"recipe {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpadeError(f"recipe {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - TOP)
+    require(not unknown, f"recipe {path} has unknown key(s) {unknown}: allowed are {sorted(TOP)}")
+    base = path.resolve().parent
+    data = _table(raw.get("data", {}), "data", DATA)
+    models = raw.get("models")
+    require(isinstance(models, list) and models, "the recipe needs at least one [[models]] entry")
+    models = [_model(m, i, base, data) for i, m in enumerate(models)]
+    names = [m["name"] for m in models]
+    require(len(set(names)) == len(names), f"model names must be unique: {names}")
+    for m in models:
+        if "distill" in m:
+            teacher = m["distill"]["teacher"]
+            require(teacher in names and teacher != m["name"] and "distill" not in models[names.index(teacher)],
+                    f"models '{m['name']}': distill.teacher '{teacher}' must name another (not distilled) model "
+                    f"of the recipe: {names}")
+    require(any(m["role"] == "unpruned" for m in models), "the recipe needs at least one model with role 'unpruned'")
+
+    prune = _table(raw.get("prune", {}), "prune", PRUNE)
+    ratios = prune.setdefault("ratios", [0.5])
+    require(isinstance(ratios, list) and ratios, "[prune] ratios must be a non-empty list, e.g. [0.25, 0.5]")
+    prune["ratios"] = [_number(r, "[prune] ratios", -1e-12, 1.0) for r in ratios]
+    require(len(set(prune["ratios"])) == len(ratios), f"[prune] ratios repeat a value: {ratios}")
+    prune.setdefault("importance", "l1")
+    require(prune["importance"] in CRITERIA, f"[prune] importance '{prune['importance']}': choose one of {list(CRITERIA)}")
+    prune.setdefault("scope", "uniform")
+    require(prune["scope"] in SCOPES, f"[prune] scope '{prune['scope']}': choose one of {list(SCOPES)}")
+    depth = prune.setdefault("depth", 0)
+    depths = depth if isinstance(depth, list) else [depth] * len(ratios)
+    require(len(depths) == len(ratios), f"[prune] depth gives {len(depths)} values for {len(ratios)} ratios")
+    prune["depth"] = [_int(d, "[prune] depth", 0) for d in depths]
+    require(all(r > 0 or d > 0 for r, d in zip(prune["ratios"], prune["depth"])),
+            "[prune] a ratio of 0 needs a depth > 0 (otherwise nothing is pruned)")
+    for key in ("steps", "round_to", "samples"):
+        if key in prune:
+            _int(prune[key], f"[prune] {key}")
+
+    finetune = _table(raw.get("finetune", {}), "finetune", FINETUNE | set(registered()))
+    strategies = finetune.pop("strategies", [])
+    require(isinstance(strategies, list), "[finetune] strategies must be a list, e.g. [\"school\"]")
+    strategies = [_strategy(s, "[finetune] strategies") for s in strategies]
+    require(len(set(strategies)) == len(strategies), f"[finetune] strategies repeat: {strategies}")
+    overrides = {n: _training(_table(finetune.pop(n), f"finetune.{n}", TRAINING), f"[finetune.{n}]")
+                 for n in list(finetune) if n in registered()}
+    common = _training(finetune, "[finetune]")
+    per_strategy = {}
+    for s in strategies:
+        settings = {**common}
+        for name in (part.split(":")[0] for part in s.split(",")):
+            settings.update(overrides.get(name, {}))
+        require("steps" in settings, f"[finetune] strategy '{s}' needs 'steps'")
+        per_strategy[s] = settings
+    if any("supervised" == part.split(":")[0] for s in strategies for part in s.split(",")):
+        missing = [m["name"] for m in models if m["role"] == "unpruned" and not m["train_data"]]
+        require(not missing, f"the supervised strategy needs a training split: give [data] train (models {missing})")
+
+    profile = _table(raw.get("profile", {}), "profile", PROFILE)
+    backends = profile.setdefault("backends", ["eager"])
+    require(isinstance(backends, list) and backends and all(b in BACKENDS for b in backends),
+            f"[profile] backends {backends!r}: choose from {list(BACKENDS)}")
+    for key in ("threads", "rounds", "batch", "side"):
+        if key in profile:
+            _int(profile[key], f"[profile] {key}")
+    if "min_run_time" in profile:
+        _number(profile["min_run_time"], "[profile] min_run_time", 0.0, 60.0)
+
+    budget = _table(raw.get("budget", {}), "budget", BUDGET)
+    if budget:
+        budget["speedup"] = _number(budget.get("speedup"), "[budget] speedup", 1.0)
+        budget.setdefault("backend", "eager")
+        require(budget["backend"] in backends, f"[budget] backend '{budget['backend']}' is not profiled: "
+                                               f"add it to [profile] backends {backends}")
+    report = _table(raw.get("report", {}), "report", REPORT)
+    title = raw.get("title", report.get("title", path.stem))
+    notes = raw.get("notes", "")
+    require(isinstance(title, str) and isinstance(notes, str), "title and notes must be strings")
+    return {"path": str(path.resolve()), "text": path.read_text(), "title": title, "notes": notes,
+            "models": models, "prune": prune, "strategies": per_strategy, "profile": profile, "budget": budget,
+            "report": report}

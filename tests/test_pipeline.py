@@ -1,0 +1,164 @@
+"""``spade run``: recipes validated up front, the whole pipeline end to end on a tiny
+ISTA-Net+, resumption stage by stage, and the latency-budget mode."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from finetune_helpers import crops, cs_physics, tiny_model, write_images
+from spade.cli import main
+from spade.models import load_model, save_model
+from spade.pipeline import read_pipeline_recipe
+from spade.pipeline.recipe import strategy_slug
+
+RECIPE = """
+title = "tiny"
+[data]
+test = "{test}"
+train = "{train}"
+[[models]]
+name = "tiny"
+file = "tiny.spade"
+[[models]]
+name = "tiny-recursive"
+role = "recursive"
+distill = {{family = "ista-net-plus", preset = "recursive", teacher = "tiny", steps = 2, batch = 2, patch = 33}}
+[prune]
+ratios = [0.5]
+importance = "l1"
+[finetune]
+strategies = ["supervised", "school", "self-supervised"]
+steps = 2
+batch = 2
+[finetune.supervised]
+patch = 33
+[profile]
+rounds = 1
+min_run_time = 0.01
+side = 66
+[budget]
+speedup = 1.01
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    torch.manual_seed(0)
+    save_model(tmp_path / "tiny.spade", tiny_model(channels=8), cs_physics(), protocol="ista-cs")
+    write_images(tmp_path / "train", crops(3, offset=0))
+    write_images(tmp_path / "test", crops(2, offset=5))
+    (tmp_path / "recipe.toml").write_text(RECIPE.format(test=tmp_path / "test", train=tmp_path / "train"))
+    return tmp_path
+
+
+def _run(files, *extra) -> int:
+    return main(["run", str(files / "recipe.toml"), "--out", str(files / "out"), "--report", str(files / "report"),
+                 "--no-progress", *extra])
+
+
+@pytest.fixture(autouse=True)
+def small_recursive(monkeypatch):
+    """The recursive preset at the tiny model's width, so distillation takes a second."""
+    from spade.models import get_family
+    family = get_family("ista-net-plus")
+    monkeypatch.setitem(family.presets, "recursive", {**family.presets["recursive"], "channels": 8})
+
+
+def test_pipeline_end_to_end_and_resume(files):
+    assert _run(files) == 0
+    out = files / "out"
+    names = {p.stem for p in (out / "models").glob("*.spade")}
+    assert names == {"tiny-recursive", "tiny-r50", "tiny-r50-supervised", "tiny-r50-school",
+                     "tiny-r50-self-supervised"}
+    assert not list((out / "models").glob("*.ckpt")) and not list((out / "models").glob("*.init.spade"))
+    pruned = load_model(out / "models" / "tiny-r50-school.spade")
+    assert pruned.spec["pruning"]["ratio"] == 0.5 and pruned.spec["finetuning"]["strategy"] == "school"
+    assert pruned.spec["finetuning"]["data_used"] == "test measurements themselves"
+    sup = load_model(out / "models" / "tiny-r50-supervised.spade").spec["finetuning"]
+    assert sup["data_used"] == "training split"
+    assert load_model(out / "models" / "tiny-recursive.spade").model.config["sharing"] == "recursive"
+
+    df = pd.read_csv(files / "report" / "results.csv")
+    assert set(df["model"]) == {"tiny", "tiny-recursive"} | names - {"tiny-recursive"}
+    assert set(df.loc[df["role"] == "pruned", "strategy"].fillna("none")) == {"none", "supervised", "school", "self-supervised"}
+    assert (df["protocol"] == "ista-cs").all() and df["psnr"].notna().all() and df["median_ms"].notna().all()
+    assert df.loc[df["model"] == "tiny-r50", "macs"].item() < df.loc[df["model"] == "tiny", "macs"].item()
+    assert (files / "report" / "report.html").is_file() and (files / "report" / "figures" / "pareto.png").is_file()
+
+    budget = json.loads((out / "budget.json").read_text())
+    assert budget["target_speedup"] == 1.01 and len(budget["candidates"]) == 4
+    if budget["chosen"]:
+        assert budget["chosen"]["speedup_vs_unpruned"] >= 1.01
+        assert budget["chosen"]["psnr"] == max(c["psnr"] for c in budget["candidates"] if c["meets"])
+
+    # resume: nothing is redone; a missing stage output is rebuilt alone
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
+    (out / "models" / "tiny-r50-school.spade").unlink()
+    assert _run(files, "--resume") == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
+    assert after.keys() == stamps.keys()
+    assert [n for n in after if after[n] != stamps[n]] == ["tiny-r50-school.spade"]
+
+
+def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
+    (files / "out").mkdir()
+    (files / "out" / "something").write_text("x")
+    assert _run(files) == 2
+    assert "give --resume" in capsys.readouterr().err
+    (files / "out" / "recipe.toml").write_text("title = 'another'\n")
+    assert _run(files, "--resume") == 2
+    assert "differs from the one" in capsys.readouterr().err
+    assert not (files / "report").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[prune]", "[prune]\nspeed = 3"), "unknown key(s) ['speed']"),
+    (("ratios = [0.5]", "ratios = [1.5]"), "ratios = 1.5 must be a number in"),
+    (("importance = \"l1\"", "importance = \"l7\""), "importance 'l7': choose one of"),
+    (("\"school\"", "\"schol\""), "unknown strategy 'schol'"),
+    (("file = \"tiny.spade\"", "file = \"missing.spade\""), "does not exist"),
+    (("teacher = \"tiny\"", "teacher = \"nobody\""), "distill.teacher 'nobody' must name another"),
+    (("name = \"tiny-recursive\"", "name = \"tiny\""), "model names must be unique"),
+    (("role = \"recursive\"", "role = \"baseline\""), "choose one of ['unpruned', 'recursive']"),
+    (("speedup = 1.01", "speedup = 0.5"), "[budget] speedup = 0.5"),
+    (("rounds = 1", "rounds = 0"), "[profile] rounds = 0 must be a whole number >= 1"),
+    (("title = \"tiny\"", "title = [1"), "is not valid TOML"),
+])
+def test_bad_recipes_are_rejected_before_anything_runs(files, capsys, change, message):
+    text = (files / "recipe.toml").read_text()
+    assert change[0] in text
+    (files / "recipe.toml").write_text(text.replace(change[0], change[1], 1))
+    assert _run(files) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (files / "out").exists() and not (files / "report").exists()
+
+
+def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_shipped_recipes_validate():
+    """The demo recipe (inside the package) and the benchmark recipes parse and validate."""
+    from importlib import resources
+    from pathlib import Path
+
+    from finetune_helpers import REPO
+    from spade.data.sources import benchmark_root
+    demo = read_pipeline_recipe(resources.files("spade") / "recipes" / "demo.toml")
+    assert [m["role"] for m in demo["models"]].count("recursive") == 2
+    assert set(demo["strategies"]) == {"supervised", "school", "self-supervised"}
+    if not (benchmark_root() / "ista_net_plus").is_dir():
+        pytest.skip("benchmark data absent")
+    for path in sorted(Path(REPO / "recipes").glob("*.toml")):
+        recipe = read_pipeline_recipe(path)
+        assert {m["role"] for m in recipe["models"]} == {"unpruned", "recursive"}
+
+
+def test_strategy_slug():
+    assert strategy_slug("school:1,self-supervised:0.5") == "school+self-supervised"
+    assert strategy_slug("supervised") == "supervised"
