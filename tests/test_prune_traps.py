@@ -211,3 +211,32 @@ def test_trap6_the_model_error_surfaces_with_its_own_message():
 def test_protecting_a_per_channel_parameter_keeps_its_channels():
     with pytest.raises(SpadeError, match=r"nothing to prune in StepNet.*enc.0\+enc.1\+enc.2: parameter thr is protected"):
         spade.prune(StepNet(), torch.randn(1, 2, 8, 8), ratio=0.5, protect=["thr"])
+
+
+class IteratedWeights(nn.Module):
+    """Per-iteration DC weights held in one parameter and iterated over (``for w in ...``),
+    which torch traces as an unbind of a bare parameter; SPADE detaches such parameters
+    (no channel axis) and must leave the unbind a plain node."""
+
+    def __init__(self, iterations=3, width=16):
+        super().__init__()
+        self.priors = nn.ModuleList(
+            nn.Sequential(conv(2, width), nn.ReLU(), conv(width, 2)) for _ in range(iterations))
+        self.dc = nn.Parameter(torch.full((iterations,), 0.5))
+
+    def forward(self, x_in, mask):
+        x = x_in
+        for prior, w in zip(self.priors, self.dc):
+            x = x + prior(x)
+            x = torch.where(mask, x_in, x) * w + x * (1 - w)
+        return x
+
+
+def test_a_parameter_iterated_over_does_not_break_the_graph():
+    torch.manual_seed(0)
+    net = IteratedWeights().eval()
+    x, mask = torch.randn(1, 2, 16, 16), torch.rand(16, 16) < 0.3
+    small, record = spade.prune(net, (x, mask), ratio=0.5)
+    assert [p[0].out_channels for p in small.priors] == [8, 8, 8]
+    assert [p[2].out_channels for p in small.priors] == [2, 2, 2] and small.dc.shape == (3,)
+    assert small(x, mask).shape == net(x, mask).shape

@@ -213,7 +213,8 @@ class Graph:
     def _plain_views(self) -> None:
         """Views that keep the channel axis in place map channels one-to-one: mark them
         element-wise so that torch-pruning does not re-infer their shapes through the
-        whole unrolled graph before every group (only flattening needs its mapping)."""
+        whole unrolled graph before every group (only flattening needs its mapping).
+        Unbinds of a bare parameter are marked so as well."""
         for node in self.dg.module2node.values():
             if node.type == _OP.RESHAPE:
                 in_shape, out_shape = rules.input_shape(node.grad_fn), rules.out_meta(node.grad_fn)[0]
@@ -221,6 +222,10 @@ class Graph:
                     and len(in_shape) > 2 and in_shape[0] == out_shape[0]
                 if not flatten:
                     node.type = _OP.ELEMENTWISE
+            elif node.type == _OP.UNBIND and not node.inputs:
+                # a parameter iterated over (``for w in self.weights``): no channels to map,
+                # and torch-pruning's unbind mapping fails on a node without inputs
+                node.type = _OP.ELEMENTWISE
 
     def _active_nodes(self) -> set:
         """Nodes downstream of a layer or of a per-channel parameter. The others are

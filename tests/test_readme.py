@@ -1,0 +1,47 @@
+"""The README's promises: its Python examples run as written, and `.ci/run` runs exactly
+the README's test command."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from finetune_helpers import REPO, cs_physics, tiny_model
+from spade.finetune import Context, Strategy
+
+README = (REPO / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+COMMANDS = re.findall(r"```bash\n(.*?)\n```", README, re.S)
+
+
+def test_the_first_two_commands_install_demo_and_tests_and_ci_runs_the_second():
+    demo, tests = COMMANDS[:2]
+    assert demo.startswith("python3 -m pip install torch==2.13.0") and demo.endswith("spade demo")
+    assert tests.endswith("python3 -m pytest")
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == tests
+
+
+def test_bring_your_own_model_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(BLOCKS[0], "README bring-your-own", "exec"), scope)
+    record = scope["record"]
+    assert record.params_after < 0.4 * record.params_before
+    assert (tmp_path / "small.pt").is_file()
+    kspace, mask = scope["kspace"], scope["mask"]
+    assert torch.equal(scope["restored"].eval()(kspace, mask), scope["small"].eval()(kspace, mask))
+
+
+def test_strategy_plugin_example_is_a_working_strategy():
+    scope: dict = {}
+    exec(compile(BLOCKS[1], "README strategy", "exec"), scope)
+    strategy = scope["TotalVariation"](weight=1e-2)
+    assert isinstance(strategy, Strategy) and strategy.name == "tv"
+    physics, model = cs_physics(), tiny_model()
+    x = torch.rand(1, 1, 33, 33)
+    y = physics.A(x)
+    x_net = model(y, physics)
+    loss = strategy.loss(x_net, y, physics, model, Context())
+    loss.backward()
+    assert loss.item() > 0 and any(p.grad is not None for p in model.parameters())
