@@ -22,8 +22,9 @@ def add_parser(sub, name):
     add_input_options(p)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                    help="torch / ONNX Runtime threads (default: 2, or fewer CPUs)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timed block (default 0.3)")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    p.add_argument("--min-run-time", type=float, default=1.0,
+                   help="seconds per timed block (default 1: several calls even for slow models)")
     p.add_argument("--allocator", default="pinned",
                    help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")
     add_device(p)

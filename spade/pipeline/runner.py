@@ -188,8 +188,8 @@ class Pipeline:
         entries += [{k: v for k, v in e.items() if k != "family_of"} for e in pruned]
         prof = self.recipe["profile"]
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
-                    batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 5),
-                    min_run_time=prof.get("min_run_time", 0.3), title=self.recipe["title"],
+                    batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
+                    min_run_time=prof.get("min_run_time", 1.0), title=self.recipe["title"],
                     log=lambda msg: self.log(f"  {msg}"))
         return results
 

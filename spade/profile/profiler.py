@@ -121,7 +121,7 @@ def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> No
 
 def profile_models(models: list[str | Path], backends: list[str] = ("eager",), batch: int = 1, threads: int = 1,
                    side: int | None = None, device: str | torch.device = "cpu", baseline: str | Path | None = None,
-                   recursive: str | Path | None = None, rounds: int = 5, min_run_time: float = 0.3,
+                   recursive: str | Path | None = None, rounds: int = 15, min_run_time: float = 1.0,
                    allocator: str = "pinned", tolerance: float = TOLERANCE,
                    log: Callable[[str], None] = lambda msg: None) -> dict:
     """Profile model files (see module docstring). ``baseline`` and ``recursive`` are

@@ -51,7 +51,7 @@ def sample_arrays(protocol: str, arrays: dict) -> tuple[np.ndarray, np.ndarray, 
 
 def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str | None, protocol: str | None = None,
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
-                rounds: int = 5, min_run_time: float = 0.3, title: str | None = None,
+                rounds: int = 15, min_run_time: float = 1.0, title: str | None = None,
                 log: Callable[[str], None] = lambda msg: None) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 

@@ -77,15 +77,16 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 
 def summary_table(group: pd.DataFrame) -> list[str]:
     """Markdown rows of one (dataset, protocol) group."""
-    head = ("| model | role | ratio | strategy | PSNR dB | SSIM | params | GMACs | MACs cut | backend | median ms "
-            "| speedup vs unpruned | vs recursive |")
+    head = ("| model | role | ratio | strategy | PSNR dB | SSIM | start dB | params | GMACs | MACs cut | backend "
+            "| median ms | speedup vs unpruned | vs recursive |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, r in group.iterrows():
         median = "failed" if r["status"] == "failed" else _fmt(r["median_ms"], ".1f")
         strategy = r["strategy"] if isinstance(r["strategy"], str) else ("none" if r["role"] == "pruned" else "-")
+        backend = r["backend"] if isinstance(r["backend"], str) else "-"
         lines.append(f"| {r['model']} | {r['role']} | {_fmt(r['ratio'], '.2f')} | {strategy} | "
-                     f"{_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.4f')} | {r['params']:,} | "
-                     f"{r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {r['backend'] if isinstance(r['backend'], str) else '-'} | "
+                     f"{_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.4f')} | {_fmt(r['init_psnr'], '.2f')} | "
+                     f"{r['params']:,} | {r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {backend} | "
                      f"{median} | {_fmt(r['speedup_vs_unpruned'], '.2f', 'x')} | "
                      f"{_fmt(r['speedup_vs_recursive'], '.2f', 'x')} |")
     return lines
