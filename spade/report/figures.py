@@ -168,7 +168,7 @@ def samples(records: list[dict], run_dir: str | Path) -> Figure:
     # others stay readable)
     vmax = float(np.median([np.percentile(np.abs(s["reconstruction"] - s["ground_truth"]), 99) for _, s in loaded]))
     vmax = vmax or 1e-3
-    fig = Figure(figsize=(10, 3.3 * len(loaded) + 0.5))
+    fig = Figure(figsize=(10, 3.3 * len(loaded) + 0.5), layout="constrained")
     for i, (r, s) in enumerate(loaded):
         err = np.abs(s["reconstruction"] - s["ground_truth"])
         err = err.mean(-1) if err.ndim == 3 else err
