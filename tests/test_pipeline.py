@@ -137,6 +137,21 @@ def test_bad_recipes_are_rejected_before_anything_runs(files, capsys, change, me
     assert not (files / "out").exists() and not (files / "report").exists()
 
 
+def test_pruning_data_and_strategy_options_are_checked(files, capsys):
+    """Data-driven pruning scores images with their ground truth: it needs a training
+    split, never the test set; strategy options go to the strategies that use them."""
+    minimal = (f'[data]\ntest = "{files / "test"}"\n[[models]]\nname = "tiny"\nfile = "tiny.spade"\n'
+               '[prune]\nratios = [0.5]\nimportance = "taylor"\n')
+    (files / "recipe.toml").write_text(minimal)
+    assert _run(files) == 2
+    assert "needs training images (scored with their ground truth" in capsys.readouterr().err
+    text = minimal.replace("taylor", "l1") + '[finetune]\nstrategies = ["self-supervised"]\nsteps = 2\niterates = 0.5\n'
+    (files / "recipe.toml").write_text(text)
+    assert _run(files) == 2
+    assert "'iterates' applies to ['school']" in capsys.readouterr().err
+    assert not (files / "out").exists()
+
+
 def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):
     assert main(["run", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err

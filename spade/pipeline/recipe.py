@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ..errors import SpadeError, require
 from ..finetune.strategies import available as registered
+from ..models import get_family
 from ..profile import BACKENDS
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
@@ -62,6 +63,7 @@ PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise"}
 FINETUNE = {"strategies"} | TRAINING
+OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
 PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
 BUDGET = {"speedup", "backend"}
 REPORT = {"out", "title"}
@@ -151,6 +153,9 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
                 f"{where}.distill needs 'family', 'teacher' (a model name) and 'steps'")
         d.setdefault("data", m.get("train_data", data.get("train")))
         require(d["data"], f"{where}.distill needs training images: give [data] train or distill.data")
+        family = get_family(d["family"])
+        require("preset" not in d or d["preset"] in family.presets,
+                f"{where}.distill preset '{d.get('preset')}' is unknown for {family.name}: {sorted(family.presets)}")
         m["distill"] = d
     m.setdefault("test", data.get("test"))
     require(m["test"], f"{where} ({m['name']}) has no test images: give [data] test or models.test")
@@ -202,6 +207,12 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     for key in ("steps", "round_to", "samples"):
         if key in prune:
             _int(prune[key], f"[prune] {key}")
+    if prune["importance"] in ("taylor", "hessian") or any(prune["depth"]):
+        # data-driven pruning scores images with their ground truth: never the test images
+        missing = [m["name"] for m in models if m["role"] == "unpruned" and not (prune.get("data") or m["train_data"])]
+        require(not missing, f"[prune] importance '{prune['importance']}' / depth pruning needs training images "
+                             f"(scored with their ground truth, so never the test set): give [data] train or "
+                             f"[prune] data (models {missing})")
 
     finetune = _table(raw.get("finetune", {}), "finetune", FINETUNE | set(registered()))
     strategies = finetune.pop("strategies", [])
@@ -217,6 +228,11 @@ def read_pipeline_recipe(path: str | Path) -> dict:
         for name in (part.split(":")[0] for part in s.split(",")):
             settings.update(overrides.get(name, {}))
         require("steps" in settings, f"[finetune] strategy '{s}' needs 'steps'")
+        parts = {part.split(":")[0] for part in s.split(",")}
+        for key, owners in OPTION_OWNERS.items():
+            require(key not in settings or parts & owners,
+                    f"[finetune] '{key}' applies to {sorted(owners)}, not to strategy '{s}': "
+                    f"put it in [finetune.{sorted(owners)[0]}]")
         per_strategy[s] = settings
     if any("supervised" == part.split(":")[0] for s in strategies for part in s.split(",")):
         missing = [m["name"] for m in models if m["role"] == "unpruned" and not m["train_data"]]

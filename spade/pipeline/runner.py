@@ -115,8 +115,6 @@ class Pipeline:
         loaded = load_model(teacher)
         family = get_family(d["family"])
         cfg = dict(family.presets[d["preset"]]) if "preset" in d else {}
-        require("preset" not in d or d["preset"] in family.presets,
-                f"distill preset '{d.get('preset')}' is unknown for {family.name}: {sorted(family.presets)}")
         init = self.models_dir / f"{m['name']}.init.spade"
         if not init.exists():
             save_model(init, create_model(family.name, **cfg), loaded.physics,
@@ -148,9 +146,8 @@ class Pipeline:
             for key in ("steps", "round_to", "samples", "seed"):
                 if key in p:
                     argv += [f"--{key.replace('_', '-')}", str(p[key])]
-            data = p.get("data") or m["train_data"] or m["test"]
             if p["importance"] in ("taylor", "hessian") or depth:
-                argv += ["--data", data]
+                argv += ["--data", p.get("data") or m["train_data"]]
             pruned = self._stage(f"prune {m['name']} at {ratio}", self._path(name), lambda: _command(argv))
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
                     "protocol": m["protocol"], "family_of": m["name"]}
