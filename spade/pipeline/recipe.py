@@ -18,8 +18,9 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     # train = "train/demo-mri.toml"             a training recipe (spade train)
     # distill = {family = "ista-net-plus", preset = "recursive", teacher = "ista-net-plus",
     #            steps = 300, batch = 16, lr = 5e-4, patch = 99}
-    #   a new model with the teacher's physics, trained by the school strategy on
-    #   patches of [data] train (no ground truth used)
+    #   a new model with the teacher's physics (and configuration, for the same family)
+    #   in the preset's sharing mode, trained by the school strategy on patches of
+    #   [data] train (no ground truth used)
     # test / train / protocol: per-model overrides of [data]
 
     [prune]

@@ -114,7 +114,10 @@ class Pipeline:
         d = m["distill"]
         loaded = load_model(teacher)
         family = get_family(d["family"])
-        cfg = dict(family.presets[d["preset"]]) if "preset" in d else {}
+        # the teacher's configuration (problem settings such as block size) when the family
+        # is the same, then the preset (the sharing mode)
+        cfg = dict(loaded.model.config) if loaded.spec["family"] == family.name else {}
+        cfg.update(family.presets[d["preset"]] if "preset" in d else {})
         init = self.models_dir / f"{m['name']}.init.spade"
         if not init.exists():
             save_model(init, create_model(family.name, **cfg), loaded.physics,

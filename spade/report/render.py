@@ -35,9 +35,9 @@ CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}
        "th{background:#f3f3f3}img{max-width:100%}.cond{color:#555;font-size:13px}figcaption{font-style:italic}")
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
 
 
@@ -91,7 +91,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> dict:
                    for r in records if r.get("evaluation")}
     drawn = {"pareto": figures.pareto(df), "widths": figures.widths(records),
              "speedup_vs_macs": figures.speedup_vs_macs(df), "samples": figures.samples(records, run_dir)}
-    pngs = {key: _png(drawn[key]) for key, _ in FIGURES}
+    pngs = {key: _png(drawn[key], dpi=72 if key == "samples" else 110) for key, _ in FIGURES}  # photos: smaller
     with atomic_path(out) as tmp:
         (tmp / "figures").mkdir(parents=True)
         for key, data in pngs.items():
