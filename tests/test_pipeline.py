@@ -59,14 +59,6 @@ def _run(files, *extra) -> int:
                  "--no-progress", *extra])
 
 
-@pytest.fixture(autouse=True)
-def small_recursive(monkeypatch):
-    """The recursive preset at the tiny model's width, so distillation takes a second."""
-    from spade.models import get_family
-    family = get_family("ista-net-plus")
-    monkeypatch.setitem(family.presets, "recursive", {**family.presets["recursive"], "channels": 8})
-
-
 def test_pipeline_end_to_end_and_resume(files):
     assert _run(files) == 0
     out = files / "out"
@@ -79,7 +71,8 @@ def test_pipeline_end_to_end_and_resume(files):
     assert pruned.spec["finetuning"]["data_used"] == "test measurements themselves"
     sup = load_model(out / "models" / "tiny-r50-supervised.spade").spec["finetuning"]
     assert sup["data_used"] == "training split"
-    assert load_model(out / "models" / "tiny-recursive.spade").model.config["sharing"] == "recursive"
+    distilled = load_model(out / "models" / "tiny-recursive.spade").model.config
+    assert distilled["sharing"] == "recursive" and distilled["channels"] == 8  # the teacher's width, the preset's mode
 
     df = pd.read_csv(files / "report" / "results.csv")
     assert set(df["model"]) == {"tiny", "tiny-recursive"} | names - {"tiny-recursive"}
