@@ -59,7 +59,7 @@ def _run(files, *extra) -> int:
                  "--no-progress", *extra])
 
 
-def test_pipeline_end_to_end_and_resume(files):
+def test_pipeline_end_to_end_and_resume(files, capsys):
     assert _run(files) == 0
     out = files / "out"
     names = {p.stem for p in (out / "models").glob("*.spade")}
@@ -90,7 +90,10 @@ def test_pipeline_end_to_end_and_resume(files):
     # resume: nothing is redone; a missing stage output is rebuilt alone
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     (out / "models" / "tiny-r50-school.spade").unlink()
-    assert _run(files, "--resume") == 0
+    capsys.readouterr()
+    assert _run(files, "--resume", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)  # stdout holds the JSON object only
+    assert summary["models"] == 6 and summary["budget"]["target_speedup"] == 1.01
     after = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     assert after.keys() == stamps.keys()
     assert [n for n in after if after[n] != stamps[n]] == ["tiny-r50-school.spade"]

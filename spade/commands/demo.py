@@ -5,6 +5,8 @@ recursive baselines, prunes them, fine-tunes with the three strategies, profiles
 writes a report (``DIR/report/report.html``)."""
 from __future__ import annotations
 
+import contextlib
+import sys
 from importlib import resources
 
 from ..pipeline import run_pipeline
@@ -24,9 +26,11 @@ def add_parser(sub, name):
 
 def run(args) -> int:
     device(args.device)
-    with resources.as_file(resources.files("spade") / "recipes" / "demo.toml") as recipe:
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with resources.as_file(resources.files("spade") / "recipes" / "demo.toml") as recipe, quiet:
+        # with --json, the stages' own lines go to stderr: stdout holds the JSON object only
         summary = run_pipeline(recipe, args.out, resume=args.resume, device=args.device,
-                               progress=not args.no_progress, log=(lambda m: None) if args.json else print)
+                               progress=not args.no_progress, log=print)
     if args.json:
         emit_json(summary)
     else:

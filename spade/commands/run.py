@@ -1,6 +1,9 @@
 """``spade run RECIPE.toml [--out DIR] [--resume]``: the whole pipeline from one recipe."""
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from pathlib import Path
 
 from ..pipeline import run_pipeline
@@ -24,8 +27,10 @@ def add_parser(sub, name):
 def run(args) -> int:
     device(args.device)
     out = args.out or Path("runs") / Path(args.recipe).stem
-    summary = run_pipeline(args.recipe, out, resume=args.resume, report=args.report, device=args.device,
-                           progress=not args.no_progress, log=(lambda m: None) if args.json else print)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        # with --json, the stages' own lines go to stderr: stdout holds the JSON object only
+        summary = run_pipeline(args.recipe, out, resume=args.resume, report=args.report, device=args.device,
+                               progress=not args.no_progress, log=print)
     if args.json:
         emit_json(summary)
     else:
