@@ -112,7 +112,7 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
 
 @pytest.mark.parametrize("change, message", [
     (("[prune]", "[prune]\nspeed = 3"), "unknown key(s) ['speed']"),
-    (("ratios = [0.5]", "ratios = [1.5]"), "ratios = 1.5 must be a number in"),
+    (("ratios = [0.5]", "ratios = [1.5]"), "ratios = 1.5: a ratio is the fraction of channels removed, in [0, 1)"),
     (("importance = \"l1\"", "importance = \"l7\""), "importance 'l7': choose one of"),
     (("\"school\"", "\"schol\""), "unknown strategy 'schol'"),
     (("file = \"tiny.spade\"", "file = \"missing.spade\""), "does not exist"),

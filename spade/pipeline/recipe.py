@@ -193,7 +193,10 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     prune = _table(raw.get("prune", {}), "prune", PRUNE)
     ratios = prune.setdefault("ratios", [0.5])
     require(isinstance(ratios, list) and ratios, "[prune] ratios must be a non-empty list, e.g. [0.25, 0.5]")
-    prune["ratios"] = [_number(r, "[prune] ratios", -1e-12, 1.0) for r in ratios]
+    for r in ratios:
+        require(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1,
+                f"[prune] ratios = {r!r}: a ratio is the fraction of channels removed, in [0, 1)")
+    prune["ratios"] = [float(r) for r in ratios]
     require(len(set(prune["ratios"])) == len(ratios), f"[prune] ratios repeat a value: {ratios}")
     prune.setdefault("importance", "l1")
     require(prune["importance"] in CRITERIA, f"[prune] importance '{prune['importance']}': choose one of {list(CRITERIA)}")
