@@ -173,3 +173,10 @@ def test_shipped_recipes_validate():
 def test_strategy_slug():
     assert strategy_slug("school:1,self-supervised:0.5") == "school+self-supervised"
     assert strategy_slug("supervised") == "supervised"
+
+
+def test_demo_reads_its_packaged_recipe(tmp_path, capsys):
+    """``spade demo`` goes through the same runner: resuming a run that never started is refused."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--resume", "--no-progress"]) == 2
+    assert "holds no pipeline run to resume" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

@@ -5,12 +5,10 @@ recursive baselines, prunes them, fine-tunes with the three strategies, profiles
 writes a report (``DIR/report/report.html``)."""
 from __future__ import annotations
 
-import contextlib
-import sys
 from importlib import resources
 
-from ..pipeline import run_pipeline
-from .common import add_device, add_json, device, emit_json
+from .common import add_device, add_json
+from .run import run_recipe
 
 
 def add_parser(sub, name):
@@ -25,14 +23,5 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    device(args.device)
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with resources.as_file(resources.files("spade") / "recipes" / "demo.toml") as recipe, quiet:
-        # with --json, the stages' own lines go to stderr: stdout holds the JSON object only
-        summary = run_pipeline(recipe, args.out, resume=args.resume, device=args.device,
-                               progress=not args.no_progress, log=print)
-    if args.json:
-        emit_json(summary)
-    else:
-        print(f"done: {summary['models']} models; open {summary['report']}/report.html")
-    return 0
+    with resources.as_file(resources.files("spade") / "recipes" / "demo.toml") as recipe:
+        return run_recipe(recipe, args.out, None, args)

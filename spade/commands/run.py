@@ -25,14 +25,19 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
+    return run_recipe(args.recipe, args.out or Path("runs") / Path(args.recipe).stem, args.report, args)
+
+
+def run_recipe(recipe, out, report, args) -> int:
+    """Run ``recipe`` into ``out`` with the common flags of ``args`` (resume, device,
+    progress, json) and print the outcome."""
     device(args.device)
-    out = args.out or Path("runs") / Path(args.recipe).stem
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         # with --json, the stages' own lines go to stderr: stdout holds the JSON object only
-        summary = run_pipeline(args.recipe, out, resume=args.resume, report=args.report, device=args.device,
+        summary = run_pipeline(recipe, out, resume=args.resume, report=report, device=args.device,
                                progress=not args.no_progress, log=print)
     if args.json:
         emit_json(summary)
     else:
-        print(f"done: {summary['models']} models; report {summary['report']}/report.html")
+        print(f"done: {summary['models']} models; open {summary['report']}/report.html")
     return 0

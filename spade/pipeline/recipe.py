@@ -67,7 +67,7 @@ FINETUNE = {"strategies"} | TRAINING
 OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
 PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
 BUDGET = {"speedup", "backend"}
-REPORT = {"out", "title"}
+REPORT = {"out"}
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -170,7 +170,8 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     path = Path(path)
     require(path.is_file(), f"recipe {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpadeError(f"recipe {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(raw) - TOP)
@@ -259,9 +260,9 @@ def read_pipeline_recipe(path: str | Path) -> dict:
         require(budget["backend"] in backends, f"[budget] backend '{budget['backend']}' is not profiled: "
                                                f"add it to [profile] backends {backends}")
     report = _table(raw.get("report", {}), "report", REPORT)
-    title = raw.get("title", report.get("title", path.stem))
+    title = raw.get("title", path.stem)
     notes = raw.get("notes", "")
     require(isinstance(title, str) and isinstance(notes, str), "title and notes must be strings")
-    return {"path": str(path.resolve()), "text": path.read_text(), "title": title, "notes": notes,
+    return {"path": str(path.resolve()), "text": text, "title": title, "notes": notes,
             "models": models, "prune": prune, "strategies": per_strategy, "profile": profile, "budget": budget,
             "report": report}

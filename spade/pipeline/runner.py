@@ -67,6 +67,11 @@ class Pipeline:
     def _path(self, name: str) -> Path:
         return self.models_dir / f"{name}.spade"
 
+    @staticmethod
+    def _resume_flag(out: Path) -> list[str]:
+        """``--resume`` when ``spade finetune --out OUT`` left a checkpoint (OUT.ckpt)."""
+        return ["--resume"] if out.with_name(out.name + ".ckpt").exists() else []
+
     def _stage(self, what: str, target: Path, action: Callable[[], None]) -> Path:
         if target.exists():
             self.log(f"  {what}: {target} exists, kept")
@@ -127,8 +132,7 @@ class Pipeline:
         for key in ("batch", "lr", "patch", "seed"):
             if key in d:
                 argv += [f"--{key}", str(d[key])]
-        if self._path(m["name"]).with_name(self._path(m["name"]).name + ".ckpt").exists():
-            argv.append("--resume")
+        argv += self._resume_flag(self._path(m["name"]))
         _command(argv + self._common(True))
         init.unlink()
 
@@ -153,7 +157,7 @@ class Pipeline:
                 argv += ["--data", p.get("data") or m["train_data"]]
             pruned = self._stage(f"prune {m['name']} at {ratio}", self._path(name), lambda: _command(argv))
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
-                    "protocol": m["protocol"], "family_of": m["name"]}
+                    "protocol": m["protocol"]}
             entries.append({**base, "path": str(pruned), "name": name, "role": "pruned", "strategy": None})
             for strategy, settings in strategies.items():
                 entries.append({**base, **self._finetune(pruned, f"{name}-{strategy_slug(strategy)}", strategy,
@@ -169,8 +173,7 @@ class Pipeline:
             argv += ["--teacher", str(teacher)]
         for key, value in settings.items():
             argv += [f"--{key.replace('_', '-')}", ",".join(value) if isinstance(value, list) else str(value)]
-        if self._path(name).with_name(self._path(name).name + ".ckpt").exists():
-            argv.append("--resume")
+        argv += self._resume_flag(self._path(name))
         self._stage(f"fine-tune {pruned.stem} with {strategy} on {data}", self._path(name),
                     lambda: _command(argv + self._common(True)))
         return {"path": str(self._path(name)), "name": name}
@@ -185,7 +188,7 @@ class Pipeline:
         entries = [{"path": str(files[m["name"]]), "name": m["name"], "role": m["role"], "data": m["test"],
                     "protocol": m["protocol"], "ratio": None, "importance": None, "strategy": None}
                    for m in self.recipe["models"]]
-        entries += [{k: v for k, v in e.items() if k != "family_of"} for e in pruned]
+        entries += pruned
         prof = self.recipe["profile"]
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
                     batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
