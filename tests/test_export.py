@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
 from spade.cli import main
 from spade.data import example_pair
+from spade.errors import SpadeError
 from spade.models import create_model, load_model, save_model
 from spade.physics import MRI, random_mask
+from spade.profile.onnx_export import require_onnx
 from tiny_nets import one_thread, tiny_models  # noqa: F401  (fixture)
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +77,9 @@ def test_bad_input_exit_2_one_line(tiny, tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("spade export: error") and message in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_onnx_packages_named_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # a None entry makes the import fail
+    with pytest.raises(SpadeError, match=r"onnxscript is missing\): pip install 'spade\[onnx\]'"):
+        require_onnx()
