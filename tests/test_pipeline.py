@@ -87,16 +87,21 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
         assert budget["chosen"]["speedup_vs_unpruned"] >= 1.01
         assert budget["chosen"]["psnr"] == max(c["psnr"] for c in budget["candidates"] if c["meets"])
 
-    # resume: nothing is redone; a missing stage output is rebuilt alone
+    # resume: nothing is redone; missing stage outputs are rebuilt alone, a distilled model
+    # identically (its initialisation is seeded)
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
+    first = load_model(out / "models" / "tiny-recursive.spade").model.state_dict()
     (out / "models" / "tiny-r50-school.spade").unlink()
+    (out / "models" / "tiny-recursive.spade").unlink()
     capsys.readouterr()
     assert _run(files, "--resume", "--json") == 0
     summary = json.loads(capsys.readouterr().out)  # stdout holds the JSON object only
     assert summary["models"] == 6 and summary["budget"]["target_speedup"] == 1.01
     after = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     assert after.keys() == stamps.keys()
-    assert [n for n in after if after[n] != stamps[n]] == ["tiny-r50-school.spade"]
+    assert sorted(n for n in after if after[n] != stamps[n]) == ["tiny-r50-school.spade", "tiny-recursive.spade"]
+    again = load_model(out / "models" / "tiny-recursive.spade").model.state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from ..errors import SpadeError, require
 from ..fileio import write_text
 from ..models import create_model, get_family, load_model, save_model
@@ -125,6 +127,7 @@ class Pipeline:
         cfg.update(family.presets[d["preset"]] if "preset" in d else {})
         init = self.models_dir / f"{m['name']}.init.spade"
         if not init.exists():
+            torch.manual_seed(d.get("seed", 0))  # the same recipe gives the same initialisation
             save_model(init, create_model(family.name, **cfg), loaded.physics,
                        protocol=loaded.spec.get("protocol"))
         argv = ["finetune", str(init), "--strategy", "school", "--teacher", str(teacher), "--data", d["data"],
