@@ -87,21 +87,25 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
         assert budget["chosen"]["speedup_vs_unpruned"] >= 1.01
         assert budget["chosen"]["psnr"] == max(c["psnr"] for c in budget["candidates"] if c["meets"])
 
-    # resume: nothing is redone; missing stage outputs are rebuilt alone, a distilled model
-    # identically (its initialisation is seeded)
+    # resume: missing stage outputs are rebuilt alone (a distilled model identically: its
+    # initialisation is seeded), then the results, older than they, are collected again
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     first = load_model(out / "models" / "tiny-recursive.spade").model.state_dict()
     (out / "models" / "tiny-r50-school.spade").unlink()
     (out / "models" / "tiny-recursive.spade").unlink()
     capsys.readouterr()
     assert _run(files, "--resume", "--json") == 0
-    summary = json.loads(capsys.readouterr().out)  # stdout holds the JSON object only
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # stdout holds the JSON object only
+    assert "rebuilt after" in captured.err  # results older than a model are not reused
     assert summary["models"] == 6 and summary["budget"]["target_speedup"] == 1.01
     after = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     assert after.keys() == stamps.keys()
     assert sorted(n for n in after if after[n] != stamps[n]) == ["tiny-r50-school.spade", "tiny-recursive.spade"]
     again = load_model(out / "models" / "tiny-recursive.spade").model.state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
+    assert _run(files, "--resume") == 0  # nothing left to do: the results are kept
+    assert f"{out / 'results'} exists, kept" in capsys.readouterr().out
 
 
 def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):

@@ -17,6 +17,7 @@ exactly what the commands do.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -185,13 +186,19 @@ class Pipeline:
         """Evaluate and profile every model into OUT/results (one interleaved profile per family)."""
         results = self.out / "results"
         self.log(f"[4/5] evaluate and profile [{self._elapsed()}]")
-        if (results / "results.jsonl").is_file():
-            self.log(f"  {results} exists, kept")
-            return results
         entries = [{"path": str(files[m["name"]]), "name": m["name"], "role": m["role"], "data": m["test"],
                     "protocol": m["protocol"], "ratio": None, "importance": None, "strategy": None}
                    for m in self.recipe["models"]]
         entries += pruned
+        done = results / "results.jsonl"
+        if done.is_file():
+            rebuilt = [Path(e["path"]).name for e in entries
+                       if Path(e["path"]).stat().st_mtime_ns > done.stat().st_mtime_ns]
+            if not rebuilt:
+                self.log(f"  {results} exists, kept")
+                return results
+            self.log(f"  {', '.join(rebuilt)} rebuilt after {results}: every model evaluated and profiled again")
+            shutil.rmtree(results)
         prof = self.recipe["profile"]
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
                     batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
