@@ -192,8 +192,8 @@ class Pipeline:
         entries += pruned
         done = results / "results.jsonl"
         if done.is_file():
-            rebuilt = [Path(e["path"]).name for e in entries
-                       if Path(e["path"]).stat().st_mtime_ns > done.stat().st_mtime_ns]
+            collected = done.stat().st_mtime_ns
+            rebuilt = [Path(e["path"]).name for e in entries if Path(e["path"]).stat().st_mtime_ns > collected]
             if not rebuilt:
                 self.log(f"  {results} exists, kept")
                 return results
