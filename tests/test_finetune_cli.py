@@ -38,12 +38,12 @@ def test_supervised_end_to_end(files, capsys):
                  "--lr", "1e-3", "--val-every", "2", "--out", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert code == 0
-    assert "data: training split" in text and f"wrote {out}" in text
+    assert "data: patches measured on the fly" in text and f"wrote {out}" in text
     loaded = load_model(out)
     spec = loaded.spec
     assert spec["pruning"] == {"ratio": 0.5} and spec["protocol"] == "ista-cs"  # provenance kept
     ft = spec["finetuning"]
-    assert ft["data_used"] == "training split" and ft["steps_run"] == 4 and ft["options"] == {"supervised": {"metric": "l1"}}
+    assert ft["data_used"] == "patches measured on the fly" and ft["steps_run"] == 4 and ft["options"] == {"supervised": {"metric": "l1"}}
     assert len(ft["validations"]) == 2 and ft["best_psnr"] > 0
     before = load_model(files / "student.spade").model.state_dict()
     assert any(not torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
@@ -54,16 +54,32 @@ def test_school_and_self_supervised_json(files, capsys):
     out = files / "ft.spade"
     code = main(["finetune", str(files / "student.spade"), "--strategy", "school:1,self-supervised:0.5",
                  "--teacher", str(files / "teacher.spade"), "--iterates", "0.5", "--transforms", "rotate,flip",
-                 "--data", str(files / "test"), "--epochs", "3", "--batch", "2", "--lr", "1e-3", "--out", str(out),
-                 "--json", "--no-progress"])
+                 "--data", str(files / "test"), "--test-time", "--epochs", "3", "--batch", "2", "--lr", "1e-3",
+                 "--out", str(out), "--json", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0
     summary = json.loads(captured.out)
-    assert summary["data_used"] == "test measurements themselves"
+    assert summary["data_used"] == "whole images measured once" and summary["finetune_data"] == "test"
     assert summary["steps_run"] == 3 and summary["total_steps"] == 3  # 2 images of one shape = 1 batch per epoch
     assert summary["options"] == {"school": {"iterates": 0.5}, "self-supervised": {"transforms": ["rotate", "flip"]}}
     assert "ground truth discarded after measuring" in captured.err
     assert load_model(out).spec["finetuning"]["strategy"] == "school:1,self-supervised:0.5"
+
+
+def test_training_images_are_the_default_and_test_time_refuses_ground_truth(files, capsys):
+    """Without --test-time, --data are training images (patches, recorded as train:SRC);
+    --test-time never hands the test images' ground truth to a strategy."""
+    out = files / "ft.spade"
+    assert main(["finetune", str(files / "student.spade"), "--strategy", "school", "--teacher",
+                 str(files / "teacher.spade"), "--data", str(files / "train"), "--steps", "2", "--batch", "2",
+                 "--patch", "33", "--out", str(out), "--no-progress"]) == 0
+    ft = load_model(out).spec["finetuning"]
+    assert ft["finetune_data"] == f"train:{files / 'train'}" and ft["data_used"] == "patches measured on the fly"
+    capsys.readouterr()
+    assert main(["finetune", str(files / "student.spade"), "--strategy", "supervised", "--data", str(files / "test"),
+                 "--test-time", "--steps", "2", "--out", str(files / "tta.spade"), "--no-progress"]) == 2
+    assert "test-time adaptation may use the test measurements only" in capsys.readouterr().err
+    assert not (files / "tta.spade").exists()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -72,7 +88,7 @@ def test_school_and_self_supervised_json(files, capsys):
     ({"strategy": "distil"}, r"unknown strategy 'distil': registered are \[.*'school'"),
     ({"strategy": "school"}, r"\['school'\] needs a teacher model \(--teacher\)"),
     ({"strategy": "school", "teacher": "other.spade"}, "teacher .* was built for other physics"),
-    ({"extra": ["--loss", "ssim"], "strategy": "self-supervised"}, "--loss applies to supervised and school"),
+    ({"extra": ["--loss", "ssim"], "strategy": "self-supervised"}, "the loss option applies to supervised and school"),
     ({"data": "nowhere"}, "data source '.*nowhere' is neither a folder"),
     ({"extra": ["--holdout", "9"]}, "cannot hold out 9 of 4 images"),
     ({"extra": ["--patch", "40"]}, "patch size 40 is not a multiple of the CS block size 33"),
@@ -106,8 +122,8 @@ def test_plugin_strategy_from_the_command_line(files, tmp_path_factory):
     """A user's package declares the entry point; ``--strategy tv`` finds it, SPADE untouched."""
     root = make_plugin(tmp_path_factory.mktemp("plugin"))
     out = files / "tv.spade"
-    result = spade("finetune", files / "student.spade", "--strategy", "tv", "--data", files / "test", "--steps", "3",
+    result = spade("finetune", files / "student.spade", "--strategy", "tv", "--data", files / "test", "--test-time", "--steps", "3",
                    "--batch", "2", "--out", out, "--no-progress", extra_path=root)
     assert result.returncode == 0, result.stderr
-    assert "data: test measurements themselves" in result.stdout
+    assert "data: whole images measured once" in result.stdout
     assert load_model(out).spec["finetuning"]["strategy"] == "tv"

@@ -164,7 +164,7 @@ def test_random_cs_ratio_per_step():
                           batch=2, patch=33, lr=1e-3, **QUIET)
     assert len(history.validations) == 1 and history.validations[0]["psnr"] > 0
     with pytest.raises(SpadeError, match="needs data_mode 'patches'"):
-        finetune(tiny_model(), physics, crops(1, 66), "self-supervised", steps=1, **QUIET)
+        finetune(tiny_model(), physics, crops(1, 66), "self-supervised", steps=1, data_mode="measurements", **QUIET)
 
 
 class TinyNet(nn.Module):
@@ -195,7 +195,7 @@ def test_any_model_any_physics(settings, channels, data_mode, patch):
     strategy = "supervised,self-supervised:0.5" if data_mode == "patches" else "self-supervised"
     protocol = "sr" if settings["kind"] == "sr" else "fastmri"
     _, history = finetune(TinyNet(channels), physics, crops(2, 64), strategy, steps=8, batch=2, patch=patch,
-                          lr=3e-3, protocol=protocol, val=crops(1, 64, offset=4), **QUIET)
+                          lr=3e-3, protocol=protocol, val=crops(1, 64, offset=4), data_mode=data_mode, **QUIET)
     totals = [s["loss"] for s in history.steps]
     assert sum(totals[-2:]) < sum(totals[:2]), totals
 

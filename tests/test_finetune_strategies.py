@@ -12,7 +12,7 @@ import torch
 from finetune_helpers import crops, cs_physics, tiny_model
 from spade.errors import SpadeError
 from spade.evaluation import evaluate
-from spade.finetune import (TEST_MEASUREMENTS, TRAINING_SPLIT, Strategy, available, build_strategies, finetune,
+from spade.finetune import (MEASUREMENT_DATA, PATCH_DATA, Strategy, available, build_strategies, finetune,
                             get_strategy, parse_spec)
 from spade.finetune import strategies as strategies_module
 from spade.finetune.losses import TransformGroup, pixel_loss
@@ -95,9 +95,9 @@ def test_plugin_entry_point_found_and_trains(tmp_path, monkeypatch):
     assert issubclass(cls, Strategy) and cls.__module__ == "spade_tv"
     torch.manual_seed(0)
     _, history = finetune(tiny_model(), cs_physics(), crops(2), "tv", options={"tv": {"weight": 0.001}},
-                          steps=12, batch=2, lr=3e-3, progress=False, log=lambda m: None)
+                          steps=12, batch=2, lr=3e-3, test_time=True, progress=False, log=lambda m: None)
     losses = _term(history, "tv")
-    assert history.data_used == TEST_MEASUREMENTS
+    assert history.data_used == MEASUREMENT_DATA
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3])
 
 
@@ -153,7 +153,7 @@ def test_supervised_loss_decreases(metric, factor):
                           options={"supervised": {"metric": metric}}, steps=15, batch=2, patches=2, patch=66,
                           lr=3e-3, progress=False, log=lambda m: None)
     losses = _term(history, "supervised")
-    assert history.data_used == TRAINING_SPLIT
+    assert history.data_used == PATCH_DATA
     assert sum(losses[-3:]) < factor * sum(losses[:3]), losses
 
 
@@ -162,10 +162,10 @@ def test_school_loss_decreases_with_depth_mismatch():
     teacher = tiny_model(phases=3)
     student = tiny_model(phases=2)
     _, history = finetune(student, cs_physics(), crops(2), "school", teacher=teacher,
-                          options={"school": {"iterates": 0.5}}, steps=15, batch=2, lr=3e-3, progress=False,
+                          options={"school": {"iterates": 0.5}}, steps=15, batch=2, lr=3e-3, test_time=True, progress=False,
                           log=lambda m: None)
     losses = _term(history, "school")
-    assert history.data_used == TEST_MEASUREMENTS
+    assert history.data_used == MEASUREMENT_DATA
     assert sum(losses[-3:]) < 0.7 * sum(losses[:3]), losses
     assert all(not p.requires_grad for p in teacher.parameters())
 
@@ -194,10 +194,10 @@ def test_self_supervised_loss_decreases_and_reconstruction_improves():
     torch.manual_seed(2)
     model, images, physics = tiny_model(), crops(2), cs_physics()
     before = evaluate(model, physics, images, "ista-cs").mean("psnr")
-    _, history = finetune(model, physics, images, "self-supervised", steps=20, batch=2, lr=1e-2,
+    _, history = finetune(model, physics, images, "self-supervised", steps=20, batch=2, lr=1e-2, test_time=True,
                           progress=False, log=lambda m: None)
     losses = _term(history, "self-supervised")
-    assert history.data_used == TEST_MEASUREMENTS
+    assert history.data_used == MEASUREMENT_DATA and history.finetune_data == "test"
     assert sum(losses[-3:]) < 0.9 * sum(losses[:3]), losses
     # measurements only, yet the reconstruction of the (never seen) ground truth improves
     assert evaluate(model, physics, images, "ista-cs").mean("psnr") > before + 0.5
@@ -206,7 +206,8 @@ def test_self_supervised_loss_decreases_and_reconstruction_improves():
 def test_combination_weights_every_term():
     torch.manual_seed(3)
     _, history = finetune(tiny_model(), cs_physics(), crops(2), "school:1,self-supervised:0.5",
-                          teacher=tiny_model(phases=3), steps=12, batch=2, lr=3e-3, progress=False, log=lambda m: None)
+                          teacher=tiny_model(phases=3), steps=12, batch=2, lr=3e-3, test_time=True, progress=False,
+                          log=lambda m: None)
     first = history.steps[0]
     assert first["loss"] == pytest.approx(first["school"] + 0.5 * first["self-supervised"] + first["regularizer"],
                                           rel=1e-5)

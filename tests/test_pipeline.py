@@ -33,8 +33,9 @@ importance = "l1"
 strategies = ["supervised", "school", "self-supervised"]
 steps = 2
 batch = 2
-[finetune.supervised]
 patch = 33
+[finetune.supervised]
+lr = 2e-4
 [profile]
 rounds = 1
 min_run_time = 0.01
@@ -68,9 +69,12 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
     assert not list((out / "models").glob("*.ckpt")) and not list((out / "models").glob("*.init.spade"))
     pruned = load_model(out / "models" / "tiny-r50-school.spade")
     assert pruned.spec["pruning"]["ratio"] == 0.5 and pruned.spec["finetuning"]["strategy"] == "school"
-    assert pruned.spec["finetuning"]["data_used"] == "test measurements themselves"
+    train = f"train:{files / 'train'}"  # every strategy fine-tunes on the training images, never the test images
+    assert pruned.spec["finetuning"]["data_used"] == "patches measured on the fly"
+    assert pruned.spec["finetuning"]["finetune_data"] == train
     sup = load_model(out / "models" / "tiny-r50-supervised.spade").spec["finetuning"]
-    assert sup["data_used"] == "training split"
+    assert sup["data_used"] == "patches measured on the fly" and sup["finetune_data"] == train
+    assert sup["settings"]["lr"] == 2e-4 and pruned.spec["finetuning"]["settings"]["lr"] == 1e-4
     distilled = load_model(out / "models" / "tiny-recursive.spade").model.config
     assert distilled["sharing"] == "recursive" and distilled["channels"] == 8  # the teacher's width, the preset's mode
 
@@ -131,6 +135,14 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     (("speedup = 1.01", "speedup = 0.5"), "[budget] speedup = 0.5"),
     (("rounds = 1", "rounds = 0"), "[profile] rounds = 0 must be a whole number >= 1"),
     (("title = \"tiny\"", "title = [1"), "is not valid TOML"),
+    # the engine's own schema checks every strategy's settings before anything is written
+    (("patch = 33\n[finetune.supervised]", "clip = -1\npatch = 33\n[finetune.supervised]"), "clip = -1 must be"),
+    (("lr = 2e-4", "schedule = \"warp\""), "schedule = 'warp' is not one of"),
+    (("lr = 2e-4", "data_mode = \"all\""), "data_mode = 'all' is not one of"),
+    (("lr = 2e-4", "noise = -0.5"), "noise_level = -0.5 must be a number >= 0"),
+    (("[finetune.supervised]", "[finetune.self-supervised]\ntransforms = [\"spin\"]\n[finetune.supervised]"),
+     "spin"),
+    (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "uses ground truth; drop 'supervised'"),
 ])
 def test_bad_recipes_are_rejected_before_anything_runs(files, capsys, change, message):
     text = (files / "recipe.toml").read_text()
@@ -155,6 +167,29 @@ def test_pruning_data_and_strategy_options_are_checked(files, capsys):
     assert _run(files) == 2
     assert "'iterates' applies to ['school']" in capsys.readouterr().err
     assert not (files / "out").exists()
+
+
+@pytest.mark.parametrize("test, message", [("missing", "is neither a folder nor one of"),
+                                           ("train", "training and test images overlap")])
+def test_test_images_must_load_and_differ_from_the_training_images(files, capsys, test, message):
+    text = (files / "recipe.toml").read_text().replace(str(files / "test"), str(files / test))
+    (files / "recipe.toml").write_text(text)
+    assert _run(files) == 2
+    assert message in capsys.readouterr().err
+    assert not (files / "out").exists()
+
+
+def test_test_time_adaptation_is_explicit_and_recorded(files):
+    """``test_time = true``: school adapts to the test measurements, and the model file
+    and the results row say so."""
+    text = (files / "recipe.toml").read_text().replace('["supervised", "school", "self-supervised"]', '["school"]')
+    (files / "recipe.toml").write_text(text.replace("patch = 33\n", "test_time = true\n", 1))
+    assert _run(files) == 0
+    school = load_model(files / "out" / "models" / "tiny-r50-school.spade").spec["finetuning"]
+    assert school["finetune_data"] == "test" and school["data_used"] == "whole images measured once"
+    assert school["data"] == str(files / "test")
+    df = pd.read_csv(files / "report" / "results.csv").set_index("model")
+    assert df.loc["tiny-r50-school", "finetune_data"] == "test" and df.loc["tiny-r50", "finetune_data"] == "none"
 
 
 def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):

@@ -66,7 +66,7 @@ def test_demo_recipe_trains(path, tmp_path):
     assert main(["train", str(_short(path, tmp_path, 2)), "--out", str(out), "--no-progress"]) == 0
     loaded = load_model(out / "model.spade")
     training = loaded.spec["training"]
-    assert training["steps"] == 2 and training["data_used"] == "training split" and training["val_psnr"] > 0
+    assert training["steps"] == 2 and training["data_used"] == "patches measured on the fly" and training["val_psnr"] > 0
     assert loaded.model.family == read_recipe(path)["model"]["family"]
 
 

@@ -61,10 +61,10 @@ def test_train_end_to_end(tmp_path, capsys, ratio):
     out = tmp_path / "run"
     assert main(["train", str(recipe(tmp_path, ratio=ratio)), "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "data: training split" in text and "validation: 1 held-out images" in text
+    assert "data: patches measured on the fly" in text and "validation: 1 held-out images" in text
     loaded = load_model(out / "model.spade")
     training = loaded.spec["training"]
-    assert training["steps"] == 6 and training["data_used"] == "training split" and training["val_psnr"] > 0
+    assert training["steps"] == 6 and training["data_used"] == "patches measured on the fly" and training["val_psnr"] > 0
     assert training["recipe"]["model"]["phases"] == 2 and loaded.spec["protocol"] == "ista-cs"
     assert loaded.model.config["phases"] == 2 and loaded.physics.m == (272 if ratio == "0.25" else 109)
     history = json.loads((out / "history.json").read_text())

@@ -1,11 +1,9 @@
 """``spade import FORMAT WEIGHTS ... --out MODEL``: convert an official release."""
 from __future__ import annotations
 
-from ..models.importers import import_ista_net_plus
-from ..models.io import save_model
+from ..jobs import ImportJob, import_file
+from ..jobs.importing import FORMATS
 from .common import add_json, emit_json
-
-FORMATS = ("ista-net-plus",)
 
 
 def add_parser(sub, name):
@@ -24,15 +22,12 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    model, physics, provenance = import_ista_net_plus(args.weights, phi=args.phi, qinit=args.qinit,
-                                                      mask=args.mask, ratio=args.ratio)
-    protocol = "ista-cs" if provenance["source"]["task"] == "cs" else "ista-mri"
-    spec = save_model(args.out, model, physics, protocol=protocol, **provenance)
-    summary = {"out": args.out, "family": spec["family"], "task": provenance["source"]["task"],
-               "phases": provenance["source"]["phases"], "physics": spec["physics"], "protocol": protocol}
+    summary = import_file(ImportJob(args.weights, args.out, args.format, phi=args.phi, qinit=args.qinit,
+                                    mask=args.mask, ratio=args.ratio))
     if args.json:
         emit_json(summary)
     else:
+        settings = summary["physics"]["settings"]
         print(f"wrote {args.out}: ISTA-Net+ {summary['phases']} phases, {summary['task']} "
-              f"({', '.join(f'{k}={v}' for k, v in spec['physics']['settings'].items())}), protocol {protocol}")
+              f"({', '.join(f'{k}={v}' for k, v in settings.items())}), protocol {summary['protocol']}")
     return 0

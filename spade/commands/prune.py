@@ -1,18 +1,10 @@
 """``spade prune MODEL --ratio R --out PRUNED``: a smaller model file with the physics intact."""
 from __future__ import annotations
 
-from ..data import example_pair, load_images
-from ..errors import require
-from ..models.io import load_model, save_model
-from ..prune import CRITERIA, prune
-from ..prune.api import SCOPES, check_settings
-from ..prune.data import measurement_batches
+from ..jobs import PruneJob, prune_file
+from ..prune import CRITERIA
+from ..prune.api import SCOPES
 from .common import add_device, add_json, device, emit_json, positive_int
-from .evaluate import DEFAULT_PROTOCOL
-
-MACS_COUNTER = ("torch.utils.flop_counter FLOPs / 2 for one inference call on the example input: convolutions "
-                "and matrix products, the physics' own included; FFTs and element-wise ops not counted")
-_SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths", "physics", "pruning")
 
 
 def add_parser(sub, name):
@@ -41,35 +33,14 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    check_settings(args.ratio, args.importance, args.scope, args.steps, args.round_to, args.depth,
-                   data=args.data)
-    dev = device(args.device)
-    loaded = load_model(args.model, dev)
-    physics = loaded.physics
-    require(physics is not None, f"model file {args.model} stores no physics to trace the model with")
-    x, y = example_pair(physics, batch=1, device=dev)
-    example = (y, physics)
-    batches = None
-    if args.data is not None:
-        protocol = loaded.spec.get("protocol") or DEFAULT_PROTOCOL[physics.kind]
-        rgb = protocol == "sr" and loaded.model.config.get("image_channels", 1) == 3
-        batches = measurement_batches(physics, load_images(args.data, "rgb" if rgb else "y"), protocol,
-                                      args.samples, args.seed, dev)
-    pruned, record = prune(loaded.model, example, ratio=args.ratio, importance=args.importance, scope=args.scope,
-                           steps=args.steps, round_to=args.round_to, depth=args.depth, protect=args.protect,
-                           data=batches, seed=args.seed)
-    extras = {k: v for k, v in loaded.spec.items() if k not in _SPEC_KEYS}
-    entry = {**record.spec_entry(), "data": args.data, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
-    if loaded.spec.get("pruning"):
-        entry["previous"] = loaded.spec["pruning"]
-    save_model(args.out, pruned, physics, pruning=entry, **extras)
-    summary = {"model": args.model, "out": args.out, **record.to_json(), "macs_image": list(x.shape),
-               "macs_counter": MACS_COUNTER}
-    summary.pop("history")
+    job = PruneJob(args.model, args.out, args.ratio, importance=args.importance, scope=args.scope, steps=args.steps,
+                   round_to=args.round_to, depth=args.depth, data=args.data, samples=args.samples,
+                   protect=tuple(args.protect), seed=args.seed)
+    summary = prune_file(job, device(args.device))
     if args.json:
         emit_json(summary)
-        return 0
-    _print(summary)
+    else:
+        _print(summary)
     return 0
 
 

@@ -6,10 +6,10 @@ packages through the entry-point group ``spade.strategies``.
 """
 from .config import TrainConfig
 from .data import RandomBlockCS
-from .loop import TEST_MEASUREMENTS, TRAINING_SPLIT, History, finetune
+from .loop import MEASUREMENT_DATA, PATCH_DATA, TEST_TIME, History, finetune
 from .strategies import (ENTRY_POINT_GROUP, Context, SelfSupervised, School, Strategy, Supervised, available,
                          build_strategies, create_strategy, get_strategy, parse_spec, register_strategy)
 
-__all__ = ["TrainConfig", "RandomBlockCS", "History", "finetune", "TRAINING_SPLIT", "TEST_MEASUREMENTS",
+__all__ = ["TrainConfig", "RandomBlockCS", "History", "finetune", "PATCH_DATA", "MEASUREMENT_DATA", "TEST_TIME",
            "ENTRY_POINT_GROUP", "Context", "Strategy", "Supervised", "School", "SelfSupervised", "available",
            "build_strategies", "create_strategy", "get_strategy", "parse_spec", "register_strategy"]

@@ -36,9 +36,12 @@ from .data import (MeasurementSet, PatchStream, RandomBlockCS, check_patch, defa
                    reference_physics, sample_seed)
 from .strategies import Context, Strategy, build_strategies
 
-#: validation protocol per physics kind when none is given
-TRAINING_SPLIT = "training split"
-TEST_MEASUREMENTS = "test measurements themselves"
+#: how a run uses its images (``History.data_used``): random patches with their ground
+#: truth, or the whole images' measurements only (ground truth discarded)
+PATCH_DATA = "patches measured on the fly"
+MEASUREMENT_DATA = "whole images measured once"
+#: ``History.finetune_data`` of a test-time adaptation run (else ``train:<source>``)
+TEST_TIME = "test"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class History:
     best_step: int | None = None
     best_psnr: float | None = None
     stopped: str = ""
+    finetune_data: str = ""  #: ``train:<source>``, or ``test`` for test-time adaptation
 
     @property
     def final_loss(self) -> float | None:
@@ -140,15 +144,15 @@ def _data_stream(mode: str, images: list[Image], codes: float | None, name: str,
         length = cfg.patches or (cfg.steps * cfg.batch if cfg.steps else 1024)
         if codes is not None:
             stream = PatchStream(CodeDataset(ref.n, length, codes, cfg.seed), cfg.batch, cfg.seed, cfg.noise_level)
-            return stream, TRAINING_SPLIT, (f"{length} Bernoulli-Gaussian codes (p = {codes}) measured on the fly "
+            return stream, PATCH_DATA, (f"{length} Bernoulli-Gaussian codes (p = {codes}) measured on the fly "
                                             "(noise seeded per code)")
         size = check_patch(cfg.patch or default_patch(ref), ref)
         dataset = PatchDataset(images, size, length, augment=cfg.augment, seed=cfg.seed)
         stream = PatchStream(dataset, cfg.batch, cfg.seed, cfg.noise_level)
-        return stream, TRAINING_SPLIT, (f"{len(images)} images of {name}, {length} random {size}x{size} patches "
+        return stream, PATCH_DATA, (f"{len(images)} images of {name}, {length} random {size}x{size} patches "
                                         "measured on the fly (noise seeded per patch)")
     stream = MeasurementSet(images, physics, protocol, cfg.batch, cfg.seed, cfg.noise_level, device)
-    return stream, TEST_MEASUREMENTS, (f"{len(images)} images of {name} measured once (noise seeds "
+    return stream, MEASUREMENT_DATA, (f"{len(images)} images of {name} measured once (noise seeds "
                                        f"{cfg.seed}..{cfg.seed + len(images) - 1}), {stream.steps_per_epoch} "
                                        "batch(es) per epoch; ground truth discarded after measuring")
 
@@ -157,7 +161,8 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
              teacher: nn.Module | None = None, options: dict[str, dict] | None = None, val=None,
              protocol: str | None = None, checkpoint: str | Path | None = None, resume: bool = False,
              device: str | torch.device = "cpu", progress: bool = True, log: Callable[[str], None] | None = None,
-             data_name: str | None = None, val_name: str | None = None, **settings) -> tuple[nn.Module, History]:
+             data_name: str | None = None, val_name: str | None = None, test_time: bool = False,
+             **settings) -> tuple[nn.Module, History]:
     """Train ``model`` in place; returns ``(model, history)``. Also trains from scratch.
 
     Args:
@@ -175,6 +180,9 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
         checkpoint: file for checkpoints (every ``checkpoint_every`` steps); ``resume``
             continues from it. Without ``resume`` an existing checkpoint is an error.
         data_name, val_name: how logs and the history name the data (default: the source).
+        test_time: ``data`` are the very images the model will be scored on (test-time
+            adaptation): their measurements are used, never their ground truth, and the
+            history records ``finetune_data = "test"``; otherwise ``"train:<data_name>"``.
         settings: :class:`TrainConfig` fields (``steps``/``epochs``, ``lr``, ``batch``...).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -191,7 +199,9 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     uses_gt = [s.name for _, s in terms if s.uses_ground_truth]
     refs = reference_physics(physics)
     sparse = isinstance(refs[0], SparseRecovery)
-    mode = cfg.data_mode if cfg.data_mode != "auto" else ("patches" if uses_gt or sparse else "measurements")
+    require(not (test_time and uses_gt), f"strategy {uses_gt} needs ground truth: test-time adaptation may use "
+                                         "the test measurements only (school, self-supervised)")
+    mode = cfg.data_mode if cfg.data_mode != "auto" else ("measurements" if test_time and not sparse else "patches")
     require(mode == "patches" or not uses_gt,
             f"strategy {uses_gt} needs ground truth, which measurement data do not carry: use data_mode 'patches'")
     require(mode == "patches" or not isinstance(physics, RandomBlockCS),
@@ -217,7 +227,8 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     stream, used, detail = _data_stream(mode, images, codes, data_name, physics, protocol, cfg, device)
     total = cfg.steps or cfg.epochs * stream.steps_per_epoch
     every = cfg.checkpoint_every or max(1, total // 10)
-    history = History(spec_text, used, data_name, protocol, total)
+    history = History(spec_text, used, data_name, protocol, total,
+                      finetune_data=TEST_TIME if test_time else f"train:{data_name}")
 
     model.to(device).train()
     if teacher is not None:

@@ -27,9 +27,11 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     ratios = [0.25, 0.5, 0.75]
     importance = "taylor"  # scope, steps, round_to, depth (an int or one per ratio), samples, seed
 
-    [finetune]             # the strategies, each run on every pruned model
+    [finetune]             # the strategies, each run on every pruned model, on the training images
     strategies = ["supervised", "school", "self-supervised"]   # or "school:1,self-supervised:0.5"
     steps = 100            # batch, lr, schedule, clip, loss, iterates, transforms, patch, seed
+    # test_time = true     school / self-supervised adapt to the test measurements themselves
+    #                      (test-time adaptation; every results row says so)
     [finetune.supervised]  # per-strategy overrides of the same keys
     steps = 200
 
@@ -47,7 +49,9 @@ import tomllib
 from pathlib import Path
 
 from ..errors import SpadeError, require
+from ..finetune.config import TrainConfig
 from ..finetune.strategies import available as registered
+from ..finetune.strategies import build_strategies, parse_spec
 from ..models import get_family
 from ..profile import BACKENDS
 from ..prune import CRITERIA
@@ -59,11 +63,14 @@ MODEL = {"name", "role", "file", "import", "train", "distill", "test", "train_da
 SOURCES = ("file", "import", "train", "distill")
 ROLES = ("unpruned", "recursive")
 IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
-DISTILL = {"family", "preset", "teacher", "steps", "batch", "lr", "patch", "seed", "data"}
+DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
+DISTILL = {"family", "preset", "teacher", "data", *DISTILL_TRAINING}
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise"}
-FINETUNE = {"strategies"} | TRAINING
+FINETUNE = {"strategies", "test_time"} | TRAINING
+#: recipe keys that are strategy options, not TrainConfig fields; the recipe's noise is TrainConfig.noise_level
+OPTIONS = ("loss", "iterates", "transforms")
 OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
 PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
 BUDGET = {"speedup", "backend"}
@@ -99,33 +106,40 @@ def _path(base: Path, value, where: str) -> str:
 
 def strategy_slug(strategy: str) -> str:
     """A file-name part for a strategy spec: ``school:1,self-supervised:0.5`` -> ``school+self-supervised``."""
-    return "+".join(part.split(":")[0].strip() for part in strategy.split(","))
+    return "+".join(name for name, _ in parse_spec(strategy))
 
 
 def _strategy(text, where: str) -> str:
     require(isinstance(text, str) and text.strip(), f"{where}: a strategy is a name or 'NAME:WEIGHT,...'")
     known = registered()
-    for part in text.split(","):
-        name, _, weight = part.partition(":")
-        require(name.strip() in known, f"{where}: unknown strategy '{name.strip()}': registered are {sorted(known)}")
-        if weight:
-            try:
-                ok = float(weight) > 0
-            except ValueError:
-                ok = False
-            require(ok, f"{where}: weight '{weight}' of '{name.strip()}' must be a number > 0")
+    for name, _ in parse_spec(text):
+        require(name in known, f"{where}: unknown strategy '{name}': registered are {sorted(known)}")
     return text.replace(" ", "")
 
 
-def _training(table: dict, where: str) -> dict:
-    for key in ("steps", "batch", "patch"):
-        if key in table:
-            _int(table[key], f"{where}.{key}")
-    if "lr" in table:
-        _number(table["lr"], f"{where}.lr", 0.0, 1.0)
-    if "seed" in table:
-        _int(table["seed"], f"{where}.seed", 0)
-    return table
+def _finetune_settings(strategy: str, settings: dict) -> dict:
+    """One strategy's settings checked by the engine's own schema: ``{"train": TrainConfig,
+    "loss", "iterates", "transforms"}``."""
+    where = f"[finetune] strategy '{strategy}'"
+    options = {k: settings[k] for k in OPTIONS if k in settings}
+    if "transforms" in options:
+        t = options["transforms"]
+        require(isinstance(t, list) and all(isinstance(v, str) for v in t),
+                f"{where}: transforms = {t!r} must be a list of names, e.g. [\"rotate\", \"flip\"]")
+        options["transforms"] = tuple(t)
+    train = {("noise_level" if k == "noise" else k): v for k, v in settings.items() if k not in OPTIONS}
+    config = TrainConfig.from_mapping(train, where)
+    names = [n for n, _ in parse_spec(strategy)]
+    engine = {"loss": ("metric", ("supervised", "school")), "iterates": ("iterates", ("school",)),
+              "transforms": ("transforms", ("self-supervised",))}
+    per = {}
+    for key, value in options.items():
+        option, owners = engine[key]
+        for n in owners:
+            if n in names:
+                per.setdefault(n, {})[option] = list(value) if key == "transforms" else value
+    build_strategies(strategy, per)  # the strategies check their own options (names, ranges)
+    return {"train": config, **options}
 
 
 def _model(entry, i: int, base: Path, data: dict) -> dict:
@@ -149,9 +163,11 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
                 imp[key] = _path(base, imp[key], f"{where}.import.{key}")
         m["import"] = imp
     else:
-        d = _training(_table(m["distill"], f"{where}.distill", DISTILL), f"{where}.distill")
+        d = _table(m["distill"], f"{where}.distill", DISTILL)
         require("family" in d and "teacher" in d and "steps" in d,
                 f"{where}.distill needs 'family', 'teacher' (a model name) and 'steps'")
+        d["train"] = TrainConfig.from_mapping({"data_mode": "patches", **{k: d[k] for k in DISTILL_TRAINING if k in d}},
+                                              f"{where}.distill")
         d.setdefault("data", m.get("train_data", data.get("train")))
         require(d["data"], f"{where}.distill needs training images: give [data] train or distill.data")
         family = get_family(d["family"])
@@ -221,27 +237,30 @@ def read_pipeline_recipe(path: str | Path) -> dict:
 
     finetune = _table(raw.get("finetune", {}), "finetune", FINETUNE | set(registered()))
     strategies = finetune.pop("strategies", [])
+    test_time = finetune.pop("test_time", False)
+    require(isinstance(test_time, bool), f"[finetune] test_time = {test_time!r} must be true or false")
     require(isinstance(strategies, list), "[finetune] strategies must be a list, e.g. [\"school\"]")
     strategies = [_strategy(s, "[finetune] strategies") for s in strategies]
     require(len(set(strategies)) == len(strategies), f"[finetune] strategies repeat: {strategies}")
-    overrides = {n: _training(_table(finetune.pop(n), f"finetune.{n}", TRAINING), f"[finetune.{n}]")
-                 for n in list(finetune) if n in registered()}
-    common = _training(finetune, "[finetune]")
+    overrides = {n: _table(finetune.pop(n), f"finetune.{n}", TRAINING) for n in list(finetune) if n in registered()}
     per_strategy = {}
     for s in strategies:
-        settings = {**common}
-        for name in (part.split(":")[0] for part in s.split(",")):
+        settings = {**finetune}
+        parts = [name for name, _ in parse_spec(s)]
+        for name in parts:
             settings.update(overrides.get(name, {}))
         require("steps" in settings, f"[finetune] strategy '{s}' needs 'steps'")
-        parts = {part.split(":")[0] for part in s.split(",")}
         for key, owners in OPTION_OWNERS.items():
-            require(key not in settings or parts & owners,
+            require(key not in settings or set(parts) & owners,
                     f"[finetune] '{key}' applies to {sorted(owners)}, not to strategy '{s}': "
                     f"put it in [finetune.{sorted(owners)[0]}]")
-        per_strategy[s] = settings
-    if any("supervised" == part.split(":")[0] for s in strategies for part in s.split(",")):
+        require(not (test_time and "supervised" in parts), f"[finetune] test_time adapts to the test measurements: "
+                                                           f"strategy '{s}' uses ground truth; drop 'supervised'")
+        per_strategy[s] = _finetune_settings(s, settings)
+    if strategies and not test_time:
         missing = [m["name"] for m in models if m["role"] == "unpruned" and not m["train_data"]]
-        require(not missing, f"the supervised strategy needs a training split: give [data] train (models {missing})")
+        require(not missing, f"fine-tuning uses training images, disjoint from the test images: give [data] train "
+                             f"(or [finetune] test_time = true for test-time adaptation) (models {missing})")
 
     profile = _table(raw.get("profile", {}), "profile", PROFILE)
     backends = profile.setdefault("backends", ["eager"])
@@ -264,5 +283,5 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     notes = raw.get("notes", "")
     require(isinstance(title, str) and isinstance(notes, str), "title and notes must be strings")
     return {"path": str(path.resolve()), "text": text, "title": title, "notes": notes,
-            "models": models, "prune": prune, "strategies": per_strategy, "profile": profile, "budget": budget,
+            "models": models, "prune": prune, "strategies": per_strategy, "test_time": test_time, "profile": profile, "budget": budget,
             "report": report}

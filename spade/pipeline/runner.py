@@ -11,8 +11,10 @@ the first missing output; a fine-tuning run resumes from its checkpoint)::
     OUT/budget.json                  latency-budget mode: the chosen model
     REPORT/                          spade report (default OUT/report)
 
-Every model-producing stage is the matching ``spade`` sub-command, so a pipeline does
-exactly what the commands do.
+Every model-producing stage calls the job function (:mod:`spade.jobs`) that the matching
+``spade`` sub-command calls, with settings built from the recipe, so a pipeline does exactly
+what the commands do. Fine-tuning uses the training images (checked disjoint from the test
+images before anything is written) unless the recipe asks for test-time adaptation.
 """
 from __future__ import annotations
 
@@ -24,20 +26,16 @@ from typing import Callable
 
 import torch
 
-from ..errors import SpadeError, require
+from ..data import check_disjoint, load_images
+from ..errors import require
 from ..fileio import write_text
+from ..finetune.loop import TEST_TIME
+from ..jobs import FinetuneJob, ImportJob, PruneJob, TrainJob, finetune_file, import_file, prune_file, train_recipe
 from ..models import create_model, get_family, load_model, save_model
 from ..report import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
 from .recipe import read_pipeline_recipe, strategy_slug
-
-
-def _command(argv: list[str]) -> None:
-    """Run one ``spade`` sub-command in-process; its errors propagate as SpadeError."""
-    from ..cli import build_parser
-    args = build_parser().parse_args(argv)
-    args.handler(args)
 
 
 class Pipeline:
@@ -50,6 +48,8 @@ class Pipeline:
         self.report_dir = Path(report or self.recipe["report"].get("out") or self.out / "report")
         self.models_dir = self.out / "models"
         self._check_out(resume)
+        if not resume:
+            self._check_data()
         self._start = time.monotonic()
 
     def _check_out(self, resume: bool) -> None:
@@ -62,18 +62,19 @@ class Pipeline:
             require(not self.out.exists() or (self.out.is_dir() and not any(self.out.iterdir())),
                     f"{self.out} exists and is not empty: give --resume to continue that run, or a new --out")
 
+    def _check_data(self) -> None:
+        """Every test and training source loads, and fine-tuning images are not test images."""
+        for m in self.recipe["models"]:
+            test = load_images(m["test"]) if m["test"] not in ("nmse",) else []
+            if m["train_data"] and m["role"] == "unpruned":
+                check_disjoint(load_images(m["train_data"]), test)
+
     # -- helpers ---------------------------------------------------------------------------
-    def _common(self, finetuning: bool = False) -> list[str]:
-        flags = ["--device", self.device]
-        return flags + (["--no-progress"] if finetuning and not self.progress else [])
+    def _finetune(self, job: FinetuneJob) -> None:
+        finetune_file(job, self.device, resume=job.checkpoint.exists(), progress=self.progress, log=self.log)
 
     def _path(self, name: str) -> Path:
         return self.models_dir / f"{name}.spade"
-
-    @staticmethod
-    def _resume_flag(out: Path) -> list[str]:
-        """``--resume`` when ``spade finetune --out OUT`` left a checkpoint (OUT.ckpt)."""
-        return ["--resume"] if out.with_name(out.name + ".ckpt").exists() else []
 
     def _stage(self, what: str, target: Path, action: Callable[[], None]) -> Path:
         if target.exists():
@@ -101,18 +102,12 @@ class Pipeline:
                 files[name] = Path(m["file"])
                 self.log(f"  {name}: {m['file']}")
             elif "import" in m:
-                imp = m["import"]
-                argv = ["import", "ista-net-plus", imp["weights"], "--out", str(self._path(name))]
-                for key in ("phi", "qinit", "mask", "ratio"):
-                    if key in imp:
-                        argv += [f"--{key}", str(imp[key])]
-                files[name] = self._stage(f"import {name}", self._path(name), lambda: _command(argv))
+                job = ImportJob(out=str(self._path(name)), **m["import"])
+                files[name] = self._stage(f"import {name}", self._path(name), lambda: import_file(job))
             elif "train" in m:
-                run_dir = self.out / "train" / name
-                argv = ["train", m["train"], "--out", str(run_dir)] + self._common(True)
-                if (run_dir / "checkpoint.pt").exists():
-                    argv.append("--resume")
-                files[name] = self._stage(f"train {name}", run_dir / "model.spade", lambda: _command(argv))
+                job = TrainJob(m["train"], str(self.out / "train" / name))
+                files[name] = self._stage(f"train {name}", job.model_file, lambda: train_recipe(
+                    job, self.device, resume=job.checkpoint.exists(), progress=self.progress, log=self.log))
             else:
                 files[name] = self._stage(f"distill {name}", self._path(name),
                                           lambda: self._distill(m, files[m["distill"]["teacher"]]))
@@ -131,13 +126,8 @@ class Pipeline:
             torch.manual_seed(d.get("seed", 0))  # the same recipe gives the same initialisation
             save_model(init, create_model(family.name, **cfg), loaded.physics,
                        protocol=loaded.spec.get("protocol"))
-        argv = ["finetune", str(init), "--strategy", "school", "--teacher", str(teacher), "--data", d["data"],
-                "--data-mode", "patches", "--steps", str(d["steps"]), "--out", str(self._path(m["name"]))]
-        for key in ("batch", "lr", "patch", "seed"):
-            if key in d:
-                argv += [f"--{key}", str(d[key])]
-        argv += self._resume_flag(self._path(m["name"]))
-        _command(argv + self._common(True))
+        self._finetune(FinetuneJob(str(init), str(self._path(m["name"])), "school", d["data"], d["train"],
+                                   teacher=str(teacher)))
         init.unlink()
 
     def pruned(self, files: dict[str, Path]) -> list[dict]:
@@ -150,44 +140,44 @@ class Pipeline:
         self.log(f"[2/5] prune: {len(units)} model(s) x ratio; [3/5] fine-tune: {len(strategies)} strateg(ies) each")
         for m, ratio, depth in units:
             name = f"{m['name']}-r{round(ratio * 100):02d}" + (f"-d{depth}" if depth else "")
-            argv = ["prune", str(files[m["name"]]), "--ratio", str(ratio), "--importance", p["importance"],
-                    "--scope", p["scope"], "--out", str(self._path(name))] + self._common()
-            if depth:
-                argv += ["--depth", str(depth)]
-            for key in ("steps", "round_to", "samples", "seed"):
-                if key in p:
-                    argv += [f"--{key.replace('_', '-')}", str(p[key])]
-            if p["importance"] in ("taylor", "hessian") or depth:
-                argv += ["--data", p.get("data") or m["train_data"]]
-            pruned = self._stage(f"prune {m['name']} at {ratio}", self._path(name), lambda: _command(argv))
+            data = (p.get("data") or m["train_data"]) if p["importance"] in ("taylor", "hessian") or depth else None
+            job = PruneJob(str(files[m["name"]]), str(self._path(name)), ratio, importance=p["importance"],
+                           scope=p["scope"], depth=depth or None, data=data,
+                           **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
+            pruned = self._stage(f"prune {m['name']} at {ratio}", self._path(name),
+                                 lambda: prune_file(job, self.device))
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
                     "protocol": m["protocol"]}
-            entries.append({**base, "path": str(pruned), "name": name, "role": "pruned", "strategy": None})
+            entries.append({**base, "path": str(pruned), "name": name, "role": "pruned", "strategy": None,
+                            "finetune_data": "none"})
             for strategy, settings in strategies.items():
-                entries.append({**base, **self._finetune(pruned, f"{name}-{strategy_slug(strategy)}", strategy,
-                                                         settings, m, files[m["name"]]),
+                entries.append({**base, **self._finetune_pruned(pruned, f"{name}-{strategy_slug(strategy)}", strategy,
+                                                                settings, m, files[m["name"]]),
                                 "role": "pruned", "strategy": strategy})
         return entries
 
-    def _finetune(self, pruned: Path, name: str, strategy: str, settings: dict, m: dict, teacher: Path) -> dict:
-        parts = [s.split(":")[0] for s in strategy.split(",")]
-        data = m["train_data"] if "supervised" in parts else m["test"]
-        argv = ["finetune", str(pruned), "--strategy", strategy, "--data", data, "--out", str(self._path(name))]
-        if "school" in parts:
-            argv += ["--teacher", str(teacher)]
-        for key, value in settings.items():
-            argv += [f"--{key.replace('_', '-')}", ",".join(value) if isinstance(value, list) else str(value)]
-        argv += self._resume_flag(self._path(name))
-        self._stage(f"fine-tune {pruned.stem} with {strategy} on {data}", self._path(name),
-                    lambda: _command(argv + self._common(True)))
-        return {"path": str(self._path(name)), "name": name}
+    def _finetune_pruned(self, pruned: Path, name: str, strategy: str, settings: dict, m: dict,
+                         teacher: Path) -> dict:
+        test_time = self.recipe["test_time"]
+        data = m["test"] if test_time else m["train_data"]
+        names = strategy_slug(strategy).split("+")
+        job = FinetuneJob(str(pruned), str(self._path(name)), strategy, data, settings["train"],
+                          teacher=str(teacher) if "school" in names else None, loss=settings.get("loss"),
+                          iterates=settings.get("iterates"), transforms=settings.get("transforms", ()),
+                          test_time=test_time)
+        used = f"the test measurements of {data} (test-time adaptation)" if test_time else data
+        self._stage(f"fine-tune {pruned.stem} with {strategy} on {used}", self._path(name),
+                    lambda: self._finetune(job))
+        return {"path": str(self._path(name)), "name": name,
+                "finetune_data": TEST_TIME if test_time else f"train:{data}"}
 
     def collect(self, files: dict[str, Path], pruned: list[dict]) -> Path:
         """Evaluate and profile every model into OUT/results (one interleaved profile per family)."""
         results = self.out / "results"
         self.log(f"[4/5] evaluate and profile [{self._elapsed()}]")
         entries = [{"path": str(files[m["name"]]), "name": m["name"], "role": m["role"], "data": m["test"],
-                    "protocol": m["protocol"], "ratio": None, "importance": None, "strategy": None}
+                    "protocol": m["protocol"], "ratio": None, "importance": None, "strategy": None,
+                    "finetune_data": f"train:{m['distill']['data']}" if "distill" in m else "none"}
                    for m in self.recipe["models"]]
         entries += pruned
         done = results / "results.jsonl"
@@ -253,7 +243,4 @@ class Pipeline:
 
 def run_pipeline(recipe: str | Path, out: str | Path, **kwargs) -> dict:
     """Run (or with ``resume=True`` continue) a recipe; returns where everything went."""
-    try:
-        return Pipeline(recipe, out, **kwargs).run()
-    except SystemExit as exc:  # argparse rejected a value built from the recipe
-        raise SpadeError(f"a stage rejected its arguments (exit {exc.code}); see the message above") from None
+    return Pipeline(recipe, out, **kwargs).run()

@@ -25,6 +25,17 @@ from ..profile import profile_models, role_of
 from . import results
 
 
+def finetune_data(spec: dict) -> str:
+    """``none``, ``train:<source>`` or ``test`` (test-time adaptation) from a model spec;
+    files written before the field existed are read from how their run used its data."""
+    ft = spec.get("finetuning")
+    if not ft:
+        return "none"
+    if ft.get("finetune_data"):
+        return ft["finetune_data"]
+    return "test" if ft.get("data_used") == "test measurements themselves" else f"train:{ft.get('data')}"
+
+
 def _entry(model: str | Path | dict) -> dict:
     entry = dict(model) if isinstance(model, dict) else {"path": model}
     require("path" in entry, f"model entry {model} has no 'path'")
@@ -74,6 +85,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         e.setdefault("ratio", (spec.get("pruning") or {}).get("ratio"))
         e.setdefault("importance", (spec.get("pruning") or {}).get("importance"))
         e.setdefault("strategy", (spec.get("finetuning") or {}).get("strategy"))
+        e.setdefault("finetune_data", finetune_data(spec))
         e["family"] = spec["family"]
     families = list(dict.fromkeys(e["family"] for e in entries))
     profiles, unpruned = {}, {}
@@ -118,6 +130,6 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
               "conditions": results.conditions_from_profile(profile, entry),
               "parent": e.get("parent") or (base["name"] if e["role"] == "pruned" and base else None),
               "ratio": e["ratio"], "importance": e["importance"], "strategy": e["strategy"],
-              "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
+              "finetune_data": e["finetune_data"], "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
               "peak_mem_mb": entry["peak_mem_mb"], "sample": sample, "model_file": e["path"]}
     return results.append_record(run_dir, record)

@@ -28,7 +28,7 @@ FIGURES = (("pareto", "PSNR vs latency: unpruned, pruned x strategy and recursiv
            ("widths", "Per-layer widths before and after pruning"),
            ("speedup_vs_macs", "Measured speedup vs MACs reduction"),
            ("samples", "Sample reconstructions with error maps"))
-HTML_COLUMNS = ["model", "role", "ratio", "importance", "strategy", "psnr", "ssim", "params", "macs", "macs_reduction",
+HTML_COLUMNS = ["model", "role", "ratio", "importance", "strategy", "finetune_data", "psnr", "ssim", "params", "macs", "macs_reduction",
                 "peak_mem_mb", "backend", "median_ms", "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_recursive"]
 CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"

@@ -23,6 +23,8 @@ key                       value
 ``parent``                name of the unpruned record a pruned model comes from, or null
 ``ratio``, ``importance``  pruning ratio and criterion, or null
 ``strategy``              fine-tuning strategy (``supervised``, ``school``, ...), or null
+``finetune_data``         what fine-tuning saw: ``none``, ``train:<source>`` (training images,
+                          disjoint from the test images) or ``test`` (test-time adaptation)
 ``evaluation``            ``{"dataset", "protocol", "convention", "n_images", "psnr", "ssim",
                           "init_psnr", "init_ssim", ...}`` (means), or null
 ``latency``               list, one per backend: ``{"backend", "status", "error", "median_ms",
@@ -62,8 +64,8 @@ RUN_INFO = "run.json"
 SAMPLES = "samples"
 ROLES = ("unpruned", "pruned", "recursive")
 REQUIRED = ("name", "family", "sharing", "role", "params", "macs", "conditions")
-OPTIONAL = ("parent", "ratio", "importance", "strategy", "evaluation", "latency", "widths", "peak_mem_mb",
-            "sample", "model_file")
+OPTIONAL = ("parent", "ratio", "importance", "strategy", "finetune_data", "evaluation", "latency", "widths",
+            "peak_mem_mb", "sample", "model_file")
 CONDITIONS = ("threads", "batch", "input_shape", "device", "hardware", "torch", "allocator")
 
 

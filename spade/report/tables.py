@@ -11,7 +11,8 @@ import math
 
 import pandas as pd
 
-COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "dataset", "protocol",
+COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "finetune_data",
+           "dataset", "protocol",
            "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction", "peak_mem_mb", "backend", "status",
            "median_ms", "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_recursive", "recursive", "threads",
            "batch", "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
@@ -42,7 +43,8 @@ def frame(records: list[dict]) -> pd.DataFrame:
         ref = reference_unpruned(r, records)
         base = {"model": r["name"], "family": r["family"], "sharing": r["sharing"], "role": r["role"],
                 "parent": r.get("parent"), "ratio": r.get("ratio"), "importance": r.get("importance"),
-                "strategy": r.get("strategy"), "dataset": ev.get("dataset"), "protocol": ev.get("protocol"),
+                "strategy": r.get("strategy"),
+                "finetune_data": r.get("finetune_data") or "none", "dataset": ev.get("dataset"), "protocol": ev.get("protocol"),
                 "psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"),
                 "params": r["params"], "macs": r["macs"],
                 "macs_reduction": ref["macs"] / r["macs"] if ref is not None and r["macs"] else math.nan,
