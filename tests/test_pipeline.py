@@ -142,7 +142,7 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     (("lr = 2e-4", "noise = -0.5"), "noise_level = -0.5 must be a number >= 0"),
     (("[finetune.supervised]", "[finetune.self-supervised]\ntransforms = [\"spin\"]\n[finetune.supervised]"),
      "spin"),
-    (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "uses ground truth; drop 'supervised'"),
+    (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "['supervised'] uses ground truth: set test_time for school / self-supervised only"),
 ])
 def test_bad_recipes_are_rejected_before_anything_runs(files, capsys, change, message):
     text = (files / "recipe.toml").read_text()
@@ -182,14 +182,17 @@ def test_test_images_must_load_and_differ_from_the_training_images(files, capsys
 def test_test_time_adaptation_is_explicit_and_recorded(files):
     """``test_time = true``: school adapts to the test measurements, and the model file
     and the results row say so."""
-    text = (files / "recipe.toml").read_text().replace('["supervised", "school", "self-supervised"]', '["school"]')
-    (files / "recipe.toml").write_text(text.replace("patch = 33\n", "test_time = true\n", 1))
+    text = (files / "recipe.toml").read_text().replace('["supervised", "school", "self-supervised"]',
+                                                       '["supervised", "school"]')
+    (files / "recipe.toml").write_text(text + "[finetune.school]\ntest_time = true\n")
     assert _run(files) == 0
     school = load_model(files / "out" / "models" / "tiny-r50-school.spade").spec["finetuning"]
     assert school["finetune_data"] == "test" and school["data_used"] == "whole images measured once"
     assert school["data"] == str(files / "test")
     df = pd.read_csv(files / "report" / "results.csv").set_index("model")
     assert df.loc["tiny-r50-school", "finetune_data"] == "test" and df.loc["tiny-r50", "finetune_data"] == "none"
+    assert df.loc["tiny-r50-supervised", "finetune_data"] == f"train:{files / 'train'}"
+    assert df.loc["tiny-recursive", "finetune_data"] == f"train:{files / 'train'}"
 
 
 def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):

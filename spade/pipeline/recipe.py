@@ -31,7 +31,7 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     strategies = ["supervised", "school", "self-supervised"]   # or "school:1,self-supervised:0.5"
     steps = 100            # batch, lr, schedule, clip, loss, iterates, transforms, patch, seed
     # test_time = true     school / self-supervised adapt to the test measurements themselves
-    #                      (test-time adaptation; every results row says so)
+    #                      (test-time adaptation; every results row says so); also per strategy
     [finetune.supervised]  # per-strategy overrides of the same keys
     steps = 200
 
@@ -67,10 +67,10 @@ DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", *DISTILL_TRAINING}
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
-            "data_mode", "noise"}
-FINETUNE = {"strategies", "test_time"} | TRAINING
+            "data_mode", "noise", "test_time"}
+FINETUNE = {"strategies"} | TRAINING
 #: recipe keys that are strategy options, not TrainConfig fields; the recipe's noise is TrainConfig.noise_level
-OPTIONS = ("loss", "iterates", "transforms")
+OPTIONS = ("loss", "iterates", "transforms", "test_time")
 OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
 PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
 BUDGET = {"speedup", "backend"}
@@ -119,9 +119,11 @@ def _strategy(text, where: str) -> str:
 
 def _finetune_settings(strategy: str, settings: dict) -> dict:
     """One strategy's settings checked by the engine's own schema: ``{"train": TrainConfig,
-    "loss", "iterates", "transforms"}``."""
+    "test_time", "loss", "iterates", "transforms"}``."""
     where = f"[finetune] strategy '{strategy}'"
     options = {k: settings[k] for k in OPTIONS if k in settings}
+    test_time = options.pop("test_time", False)
+    require(isinstance(test_time, bool), f"{where}: test_time = {test_time!r} must be true or false")
     if "transforms" in options:
         t = options["transforms"]
         require(isinstance(t, list) and all(isinstance(v, str) for v in t),
@@ -138,8 +140,11 @@ def _finetune_settings(strategy: str, settings: dict) -> dict:
         for n in owners:
             if n in names:
                 per.setdefault(n, {})[option] = list(value) if key == "transforms" else value
-    build_strategies(strategy, per)  # the strategies check their own options (names, ranges)
-    return {"train": config, **options}
+    built = build_strategies(strategy, per)  # the strategies check their own options (names, ranges)
+    uses_gt = [s.name for _, s in built if s.uses_ground_truth]
+    require(not (test_time and uses_gt), f"{where}: test_time adapts to the test measurements, but {uses_gt} "
+                                         "uses ground truth: set test_time for school / self-supervised only")
+    return {"train": config, "test_time": test_time, **options}
 
 
 def _model(entry, i: int, base: Path, data: dict) -> dict:
@@ -237,8 +242,6 @@ def read_pipeline_recipe(path: str | Path) -> dict:
 
     finetune = _table(raw.get("finetune", {}), "finetune", FINETUNE | set(registered()))
     strategies = finetune.pop("strategies", [])
-    test_time = finetune.pop("test_time", False)
-    require(isinstance(test_time, bool), f"[finetune] test_time = {test_time!r} must be true or false")
     require(isinstance(strategies, list), "[finetune] strategies must be a list, e.g. [\"school\"]")
     strategies = [_strategy(s, "[finetune] strategies") for s in strategies]
     require(len(set(strategies)) == len(strategies), f"[finetune] strategies repeat: {strategies}")
@@ -254,10 +257,8 @@ def read_pipeline_recipe(path: str | Path) -> dict:
             require(key not in settings or set(parts) & owners,
                     f"[finetune] '{key}' applies to {sorted(owners)}, not to strategy '{s}': "
                     f"put it in [finetune.{sorted(owners)[0]}]")
-        require(not (test_time and "supervised" in parts), f"[finetune] test_time adapts to the test measurements: "
-                                                           f"strategy '{s}' uses ground truth; drop 'supervised'")
         per_strategy[s] = _finetune_settings(s, settings)
-    if strategies and not test_time:
+    if any(not settings["test_time"] for settings in per_strategy.values()):
         missing = [m["name"] for m in models if m["role"] == "unpruned" and not m["train_data"]]
         require(not missing, f"fine-tuning uses training images, disjoint from the test images: give [data] train "
                              f"(or [finetune] test_time = true for test-time adaptation) (models {missing})")
@@ -283,5 +284,5 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     notes = raw.get("notes", "")
     require(isinstance(title, str) and isinstance(notes, str), "title and notes must be strings")
     return {"path": str(path.resolve()), "text": text, "title": title, "notes": notes,
-            "models": models, "prune": prune, "strategies": per_strategy, "test_time": test_time, "profile": profile, "budget": budget,
+            "models": models, "prune": prune, "strategies": per_strategy, "profile": profile, "budget": budget,
             "report": report}

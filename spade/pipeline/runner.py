@@ -158,7 +158,7 @@ class Pipeline:
 
     def _finetune_pruned(self, pruned: Path, name: str, strategy: str, settings: dict, m: dict,
                          teacher: Path) -> dict:
-        test_time = self.recipe["test_time"]
+        test_time = settings["test_time"]
         data = m["test"] if test_time else m["train_data"]
         names = strategy_slug(strategy).split("+")
         job = FinetuneJob(str(pruned), str(self._path(name)), strategy, data, settings["train"],
