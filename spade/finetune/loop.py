@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..data import CodeDataset, Image, PatchDataset, check_disjoint, code_probability, load_images
 from ..errors import SpadeError, require
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
+from ..metrics import psnr
 from ..physics import LinearPhysics, SparseRecovery
 from . import distributed as dist
 from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
@@ -128,11 +129,6 @@ def _scheduler(cfg: TrainConfig, optimizer, total: int):
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size or max(1, total // 3), gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = float(torch.mean((x.detach().float() - ref.float()) ** 2))
-    return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
 
 
 def _data_stream(mode: str, images: list[Image], codes: float | None, name: str, physics, protocol: str,
@@ -278,15 +274,15 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
         dist.barrier()
 
     def validate(step: int) -> float:
-        psnr = torch.zeros(())
+        mean = torch.zeros(())
         if main:
             scores = [evaluate(model, p, val_images, protocol, noise_level=cfg.noise_level, seed=cfg.seed,
                                device=device).mean("psnr") for p in refs]
-            psnr = torch.tensor(sum(scores) / len(scores), dtype=torch.float64)
-        psnr = float(dist.from_main(psnr.to(device)))
+            mean = torch.tensor(sum(scores) / len(scores), dtype=torch.float64)
+        score = float(dist.from_main(mean.to(device)))
         model.train()
-        history.validations.append({"step": step, "psnr": psnr})
-        return psnr
+        history.validations.append({"step": step, "psnr": score})
+        return score
 
     bar = tqdm(total=total, initial=start, disable=not (progress and main), desc=spec_text, dynamic_ncols=True,
                file=sys.stderr)
@@ -317,11 +313,11 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
             history.steps.append(record)
             shown = {"loss": f"{record['loss']:.4g}"}
             if batch.x is not None:
-                shown["psnr"] = f"{_psnr(x_net, batch.x):.2f}"
+                shown["psnr"] = f"{psnr(x_net, batch.x, data_range=1.0):.2f}"
             if val_images and (step == total or (cfg.val_every and step % cfg.val_every == 0)):
-                psnr = validate(step)
-                if history.best_psnr is None or psnr > history.best_psnr:
-                    history.best_psnr, history.best_step, bad = psnr, step, 0
+                score = validate(step)
+                if history.best_psnr is None or score > history.best_psnr:
+                    history.best_psnr, history.best_step, bad = score, step, 0
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 else:
                     bad += 1
