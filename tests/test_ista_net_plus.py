@@ -10,6 +10,7 @@ import torch
 from scipy.io import savemat
 from torch import nn
 
+from official_release import official_state_dict, write_release
 from spade.cli import main
 from spade.data import PatchDataset, load_images
 from spade.errors import SpadeError
@@ -161,22 +162,47 @@ def test_official_mri20_brain50(capsys, tmp_path, bench_data):
 
 
 def test_import_reads_the_ratio_from_phi(capsys, tmp_path, bench_data):
-    """The importer needs no ratio: the 10% release imports as it is."""
+    """The importer needs no ratio: the official 10% release imports as it is."""
     rc, text, err = cli(capsys, *import_args(release(bench_data, "cs10"), tmp_path / "m.spade"), "--json")
     assert rc == 0, err
     summary = json.loads(text)
     assert summary["physics"]["settings"]["measurements"] == 109 and summary["phases"] == 9
-    rc, _, err = cli(capsys, "import", "ista-net-plus", release(bench_data, "mri20")["weights"],
-                     "--mask", release(bench_data, "mri20")["mask"], "--out", tmp_path / "mri.spade")
+
+
+@pytest.mark.parametrize("name", ["cs25", "mri20"])
+def test_official_format_round_trip(name, capsys, tmp_path):
+    """A release in the official format (built here) imports with its exact tensors: every
+    official weight, Phi and Qinit (CS) or the mask (MRI) is in the model file."""
+    files = write_release(tmp_path, name, phases=3, channels=4, seed=1)
+    rc, text, err = cli(capsys, *import_args(files, tmp_path / "m.spade"), "--json")
     assert rc == 0, err
-    loaded = load_model(tmp_path / "mri.spade")
-    assert isinstance(loaded.physics, MRI) and loaded.model.config["block_size"] is None
+    assert json.loads(text)["phases"] == 3
+    loaded = load_model(tmp_path / "m.spade")
+    state = loaded.model.state_dict()
+    for key, value in official_state_dict(phases=3, channels=4, seed=1).items():
+        i, param = key.split(".")[2], key.split(".")[3]
+        ours = state[f"sharing.blocks.{i}.{param}" + ("" if param in ("lambda_step", "soft_thr") else ".weight")]
+        assert torch.equal(ours, value), key
+    if name == "cs25":
+        from scipy.io import loadmat
+        assert torch.allclose(loaded.physics.phi.double(), torch.from_numpy(loadmat(files["phi"])["phi"]), atol=1e-7)
+        assert loaded.model.config["block_size"] == 33
+    else:
+        from scipy.io import loadmat
+        assert isinstance(loaded.physics, MRI) and loaded.model.config["block_size"] is None
+        assert torch.equal(loaded.physics.mask.double().squeeze(), torch.from_numpy(loadmat(files["mask"])["mask_matrix"]))
 
 
 # --- importer errors: one clear line, exit code 2, nothing written -----------------
 
-def _state_dict(bench_data):
-    return torch.load(release(bench_data, "cs25")["weights"], map_location="cpu", weights_only=True)
+@pytest.fixture
+def releases(tmp_path):
+    """Official-format releases built by the test (cs10, cs25: 2 phases of 4 channels; mri20)."""
+    return {name: write_release(tmp_path / "releases", name) for name in ("cs10", "cs25", "mri20")}
+
+
+def _state_dict(releases):
+    return torch.load(releases["cs25"]["weights"], map_location="cpu", weights_only=True)
 
 
 def _save_weights(tmp_path, sd):
@@ -185,9 +211,9 @@ def _save_weights(tmp_path, sd):
     return path
 
 
-def _case(name, tmp_path, bench_data):
+def _case(name, tmp_path, releases):
     """Files of one mismatched release and a fragment of the expected message."""
-    cs25, cs10 = release(bench_data, "cs25"), release(bench_data, "cs10")
+    cs25, cs10 = releases["cs25"], releases["cs10"]
     if name == "phi-of-another-ratio":  # a 10% Phi and Qinit renamed as the 25% release
         shutil.copy(cs10["phi"], tmp_path / "phi_0_25_1089.mat")
         shutil.copy(cs10["qinit"], tmp_path / "Initialization_Matrix_25.mat")
@@ -202,17 +228,17 @@ def _case(name, tmp_path, bench_data):
         savemat(tmp_path / "phi.mat", {"phi": gaussian_phi(0.25, seed=3).double().numpy()})
         return dict(cs25, phi=tmp_path / "phi.mat"), "does not belong to this Phi"
     if name == "missing-key":
-        sd = _state_dict(bench_data)
-        del sd["module.fcs.4.soft_thr"]
-        return dict(cs25, weights=_save_weights(tmp_path, sd)), "misses ISTA-Net+ keys: ['fcs.4.soft_thr']"
+        sd = _state_dict(releases)
+        del sd["module.fcs.1.soft_thr"]
+        return dict(cs25, weights=_save_weights(tmp_path, sd)), "misses ISTA-Net+ keys: ['fcs.1.soft_thr']"
     if name == "extra-key":
-        sd = _state_dict(bench_data)
+        sd = _state_dict(releases)
         sd["module.fcs.0.conv_D_bias"] = torch.zeros(32)
         return dict(cs25, weights=_save_weights(tmp_path, sd)), "keys that are not ISTA-Net+'s"
     if name == "wrong-tensor-shape":
-        sd = _state_dict(bench_data)
-        sd["module.fcs.2.conv_G"] = torch.zeros(1, 16, 3, 3)
-        return dict(cs25, weights=_save_weights(tmp_path, sd)), "fcs.2.conv_G (1, 16, 3, 3)"
+        sd = _state_dict(releases)
+        sd["module.fcs.1.conv_G"] = torch.zeros(1, 16, 3, 3)
+        return dict(cs25, weights=_save_weights(tmp_path, sd)), "fcs.1.conv_G (1, 16, 3, 3)"
     if name == "unreadable-weights":
         path = tmp_path / "net_params_200.pkl"
         path.write_bytes(b"this is not a checkpoint")
@@ -226,26 +252,26 @@ def _case(name, tmp_path, bench_data):
     if name == "unreadable-mask":
         path = tmp_path / "mask.mat"
         path.write_bytes(b"\x00\x01garbage")
-        return dict(release(bench_data, "mri20"), mask=path), "cannot read mask file"
+        return dict(releases["mri20"], mask=path), "cannot read mask file"
     raise AssertionError(name)
 
 
 @pytest.mark.parametrize("name", ["phi-of-another-ratio", "files-of-two-releases", "qinit-wrong-shape",
                                   "qinit-of-another-phi", "missing-key", "extra-key", "wrong-tensor-shape",
                                   "unreadable-weights", "unreadable-phi", "missing-file", "unreadable-mask"])
-def test_import_errors(name, capsys, tmp_path, bench_data):
+def test_import_errors(name, capsys, tmp_path, releases):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    files, message = _case(name, inputs, bench_data)
+    files, message = _case(name, inputs, releases)
     out = tmp_path / "out" / "model.spade"
     rc, text, err = cli(capsys, *import_args(files, out))
     assert rc == 2
     assert err.startswith("spade import: error: ") and message in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert list(tmp_path.iterdir()) == [inputs]  # no output, no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "releases"]  # no output, no temporary left
 
 
-def test_import_checks_an_expected_ratio(capsys, tmp_path, bench_data):
+def test_import_checks_an_expected_ratio(capsys, tmp_path, releases):
     out = tmp_path / "m.spade"
-    rc, _, err = cli(capsys, *import_args(release(bench_data, "cs10"), out), "--ratio", "0.25")
+    rc, _, err = cli(capsys, *import_args(releases["cs10"], out), "--ratio", "0.25")
     assert rc == 2 and "not the expected ratio 0.25" in err and not out.exists()

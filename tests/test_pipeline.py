@@ -200,18 +200,16 @@ def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_shipped_recipes_validate():
+def test_shipped_recipes_validate(request):
     """The demo recipe (inside the package) and the benchmark recipes parse and validate."""
     from importlib import resources
     from pathlib import Path
 
     from finetune_helpers import REPO
-    from spade.data.sources import benchmark_root
     demo = read_pipeline_recipe(resources.files("spade") / "recipes" / "demo.toml")
     assert [m["role"] for m in demo["models"]].count("recursive") == 2
     assert set(demo["strategies"]) == {"supervised", "school", "self-supervised"}
-    if not (benchmark_root() / "ista_net_plus").is_dir():
-        pytest.skip("benchmark data absent")
+    request.getfixturevalue("bench_data")  # the benchmark recipes read it
     for path in sorted(Path(REPO / "recipes").glob("*.toml")):
         recipe = read_pipeline_recipe(path)
         assert {m["role"] for m in recipe["models"]} == {"unpruned", "recursive"}

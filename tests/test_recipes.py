@@ -12,7 +12,7 @@ import pytest
 from finetune_helpers import REPO
 from spade.cli import main
 from spade.data import load_images, split
-from spade.data.sources import BENCHMARK_SETS, benchmark_root
+from spade.data.sources import BENCHMARK_SETS
 from spade.evaluation import evaluate
 from spade.finetune.data import reference_physics
 from spade.finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
@@ -36,13 +36,13 @@ def _needs_bench_data(recipe: dict) -> bool:
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
-def test_recipe_validates(path, monkeypatch):
+def test_recipe_validates(path, monkeypatch, request):
     """Every section is checked as ``spade train`` checks it, short of training."""
     monkeypatch.chdir(REPO)  # recipes name benchmark files relative to the repository root
     recipe = read_recipe(path)
     data, settings, extra = split_sections(recipe)
-    if _needs_bench_data(recipe) and not (benchmark_root() / "ista_net_plus").is_dir():
-        pytest.skip(f"{path.name} reads benchmark data, absent at {benchmark_root()}")
+    if _needs_bench_data(recipe):
+        request.getfixturevalue("bench_data")  # skips without the data (fails where it is required)
     physics = reference_physics(build_train_physics(recipe["physics"]))[0]
     model = build_model(recipe["model"])
     assert physics.kind in get_family(model.family).physics
