@@ -225,3 +225,27 @@ def test_demo_reads_its_packaged_recipe(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--resume", "--no-progress"]) == 2
     assert "holds no pipeline run to resume" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def _record(name, role, psnr, speedups):
+    return {"name": name, "role": role, "macs": 10, "evaluation": {"psnr": psnr} if psnr is not None else None,
+            "latency": [{"backend": b, "speedup_vs_unpruned": s} for b, s in speedups.items()]}
+
+
+def test_budget_selection_is_the_best_psnr_that_is_fast_enough():
+    from spade.pipeline.budget import choose_within_budget
+    records = [_record("base", "unpruned", 32.0, {"eager": 1.0}),
+               _record("fast-bad", "pruned", 28.0, {"eager": 3.0, "onnxruntime": 1.2}),
+               _record("fast-good", "pruned", 30.0, {"eager": 2.1, "onnxruntime": 2.6}),
+               _record("slow-best", "pruned", 31.5, {"eager": 1.4}),
+               _record("untimed", "pruned", 33.0, {}),
+               _record("unscored", "pruned", None, {"eager": 5.0})]
+    out = choose_within_budget(records, 2.0, "eager")
+    assert out["chosen"]["model"] == "fast-good" and out["fastest"]["model"] == "fast-bad"
+    assert [c["model"] for c in out["candidates"]] == ["slow-best", "fast-good", "fast-bad"]
+    assert [c["meets"] for c in out["candidates"]] == [False, True, True]
+    assert choose_within_budget(records, 2.5, "onnxruntime")["chosen"]["model"] == "fast-good"
+    none = choose_within_budget(records, 4.0, "eager")
+    assert none["chosen"] is None and none["fastest"]["model"] == "fast-bad"
+    assert choose_within_budget(records[:1], 1.5, "eager") == {"target_speedup": 1.5, "backend": "eager",
+                                                               "chosen": None, "fastest": None, "candidates": []}

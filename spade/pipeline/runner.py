@@ -35,6 +35,7 @@ from ..models import create_model, get_family, load_model, save_model
 from ..report import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
+from .budget import choose_within_budget
 from .recipe import read_pipeline_recipe, strategy_slug
 
 
@@ -201,21 +202,9 @@ class Pipeline:
         b = self.recipe["budget"]
         if not b:
             return None
-        candidates = []
-        for r in read_records(results):
-            lat = next((entry for entry in r["latency"] or [] if entry["backend"] == b["backend"]), None)
-            psnr = (r["evaluation"] or {}).get("psnr")
-            if r["role"] != "pruned" or lat is None or lat.get("speedup_vs_unpruned") is None or psnr is None:
-                continue
-            candidates.append({"model": r["name"], "psnr": psnr, "speedup_vs_unpruned": lat["speedup_vs_unpruned"],
-                               "speedup_vs_recursive": lat.get("speedup_vs_recursive"), "macs": r["macs"],
-                               "meets": lat["speedup_vs_unpruned"] >= b["speedup"]})
-        meeting = [c for c in candidates if c["meets"]]
-        chosen = max(meeting, key=lambda c: c["psnr"]) if meeting else None
-        fastest = max(candidates, key=lambda c: c["speedup_vs_unpruned"], default=None)
-        outcome = {"target_speedup": b["speedup"], "backend": b["backend"], "chosen": chosen,
-                   "fastest": fastest, "candidates": sorted(candidates, key=lambda c: -c["psnr"])}
+        outcome = choose_within_budget(read_records(results), b["speedup"], b["backend"])
         write_text(self.out / "budget.json", json.dumps(outcome, indent=1) + "\n")
+        chosen, fastest = outcome["chosen"], outcome["fastest"]
         if chosen:
             line = (f"latency budget {b['speedup']:g}x ({b['backend']}): {chosen['model']}, "
                     f"{chosen['speedup_vs_unpruned']:.2f}x faster, {chosen['psnr']:.2f} dB")
