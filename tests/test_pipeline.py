@@ -195,6 +195,25 @@ def test_test_time_adaptation_is_explicit_and_recorded(files):
     assert df.loc["tiny-recursive", "finetune_data"] == f"train:{files / 'train'}"
 
 
+def test_a_file_that_is_not_a_model_is_refused_before_anything_is_written(files, capsys):
+    (files / "tiny.spade").write_bytes(b"not a model")
+    assert _run(files) == 2
+    assert "cannot read model file" in capsys.readouterr().err
+    assert not (files / "out").exists()
+
+
+def test_a_run_stopped_before_its_first_output_starts_afresh(files, capsys):
+    """A folder holding only the recipe of a run that produced nothing is not a run to
+    resume: after fixing the recipe, the same --out works without --resume."""
+    (files / "out" / "models").mkdir(parents=True)
+    (files / "out" / "recipe.toml").write_text("title = 'a run that failed at once'\n")
+    text = (files / "recipe.toml").read_text().replace("strategies = [\"supervised\", \"school\", \"self-supervised\"]",
+                                                       "strategies = []")
+    (files / "recipe.toml").write_text(text.replace("[budget]\nspeedup = 1.01\n", ""))
+    assert _run(files) == 0, capsys.readouterr().err
+    assert (files / "out" / "recipe.toml").read_text() == (files / "recipe.toml").read_text()
+
+
 def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):
     assert main(["run", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err

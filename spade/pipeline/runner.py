@@ -50,7 +50,7 @@ class Pipeline:
         self.models_dir = self.out / "models"
         self._check_out(resume)
         if not resume:
-            self._check_data()
+            self._check_inputs()
         self._start = time.monotonic()
 
     def _check_out(self, resume: bool) -> None:
@@ -60,12 +60,17 @@ class Pipeline:
             require(saved.read_text() == self.recipe["text"],
                     f"the recipe differs from the one {self.out} was started with: use a new --out")
         else:
-            require(not self.out.exists() or (self.out.is_dir() and not any(self.out.iterdir())),
+            # a run stopped before its first output holds its recipe only: it starts afresh
+            held = [p for p in self.out.rglob("*") if p.is_file() and p != saved] if self.out.is_dir() else []
+            require(not self.out.exists() or (self.out.is_dir() and not held),
                     f"{self.out} exists and is not empty: give --resume to continue that run, or a new --out")
 
-    def _check_data(self) -> None:
-        """Every test and training source loads, and fine-tuning images are not test images."""
+    def _check_inputs(self) -> None:
+        """Before anything is written: model files load, every test and training source
+        loads, and fine-tuning images are not test images."""
         for m in self.recipe["models"]:
+            if "file" in m:
+                load_model(m["file"])
             test = load_images(m["test"]) if m["test"] not in ("nmse",) else []
             if m["train_data"] and m["role"] == "unpruned":
                 check_disjoint(load_images(m["train_data"]), test)
@@ -99,7 +104,6 @@ class Pipeline:
         for m in ordered:
             name = m["name"]
             if "file" in m:
-                load_model(m["file"])  # fail early on a bad file
                 files[name] = Path(m["file"])
                 self.log(f"  {name}: {m['file']}")
             elif "import" in m:
