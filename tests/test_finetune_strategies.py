@@ -208,6 +208,7 @@ def test_combination_weights_every_term():
     _, history = finetune(tiny_model(), cs_physics(), crops(2), "school:1,self-supervised:0.5",
                           teacher=tiny_model(phases=3), steps=12, batch=2, lr=3e-3, test_time=True, progress=False,
                           log=lambda m: None)
+    assert history.samples == 12 * 2 and history.seconds > 0 and history.summary()["samples_per_second"] > 0
     first = history.steps[0]
     assert first["loss"] == pytest.approx(first["school"] + 0.5 * first["self-supervised"] + first["regularizer"],
                                           rel=1e-5)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -61,6 +62,12 @@ class History:
     best_psnr: float | None = None
     stopped: str = ""
     finetune_data: str = ""  #: ``train:<source>``, or ``test`` for test-time adaptation
+    seconds: float = 0.0  #: wall time of the training steps (validation and checkpoints excluded)
+    samples: int = 0  #: training samples seen (global batch x steps)
+
+    @property
+    def samples_per_second(self) -> float | None:
+        return self.samples / self.seconds if self.seconds > 0 else None
 
     @property
     def final_loss(self) -> float | None:
@@ -75,6 +82,7 @@ class History:
         out["steps_run"] = self.steps[-1]["step"] if self.steps else self.resumed_from
         out["first_loss"] = self.steps[0]["loss"] if self.steps else None
         out["final_loss"] = self.final_loss
+        out["samples_per_second"] = self.samples_per_second
         return out
 
 
@@ -256,6 +264,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
         run = blob["run"]
         history.steps, history.validations = run["history"]["steps"], run["history"]["validations"]
         history.best_step, history.best_psnr, bad = run["best_step"], run["best_psnr"], run["bad_validations"]
+        history.seconds, history.samples = run.get("seconds", 0.0), run.get("samples", 0)
         history.resumed_from = start
         if main:
             log(f"resuming from step {start} of {total} ({ckpt})")
@@ -269,7 +278,8 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     def write_checkpoint(step: int) -> None:
         if ckpt is not None and main:
             run = {"fingerprint": fingerprint, "history": {"steps": history.steps, "validations": history.validations},
-                   "best_step": history.best_step, "best_psnr": history.best_psnr, "bad_validations": bad}
+                   "best_step": history.best_step, "best_psnr": history.best_psnr, "bad_validations": bad,
+                   "seconds": history.seconds, "samples": history.samples}
             save_checkpoint(ckpt, step, model, optimizer, scheduler, best_state, run)
         dist.barrier()
 
@@ -290,6 +300,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     step = start
     try:
         while step < total:
+            began = time.perf_counter()
             step_physics = physics_at(physics, step, cfg.seed).to(device)
             batch = stream.batch(step, step_physics, rank, world, device)
             generator = torch.Generator().manual_seed(sample_seed(cfg.seed, step))
@@ -308,10 +319,12 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
             optimizer.step()
             scheduler.step()
             step += 1
+            history.seconds += time.perf_counter() - began
+            history.samples += cfg.batch
             record = {"step": step, "loss": float(values[0]), "lr": optimizer.param_groups[0]["lr"]}
             record.update({name: float(v) for name, v in zip(parts, values[1:])})
             history.steps.append(record)
-            shown = {"loss": f"{record['loss']:.4g}"}
+            shown = {"loss": f"{record['loss']:.4g}", "samples/s": f"{history.samples_per_second:.1f}"}
             if batch.x is not None:
                 shown["psnr"] = f"{psnr(x_net, batch.x, data_range=1.0):.2f}"
             if val_images and (step == total or (cfg.val_every and step % cfg.val_every == 0)):
@@ -336,6 +349,8 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
         bar.close()
     if not history.stopped:
         history.stopped = f"completed {step} steps"
+    if history.samples_per_second:
+        history.stopped += f" ({history.seconds:.0f} s of training, {history.samples_per_second:.1f} samples/s)"
     if best_state is not None and history.best_step != step:
         model.load_state_dict(best_state)
         history.stopped += f"; restored the weights of step {history.best_step} (best validation PSNR)"
