@@ -248,3 +248,27 @@ def test_pixel_loss_values():
     assert float(pixel_loss(a, b, "l1")) == pytest.approx(0.5)
     assert float(pixel_loss(a, b, "l2")) == pytest.approx(0.25)
     assert float(pixel_loss(b, b, "ssim")) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mc_and_ei_are_separate_losses_that_self_supervised_sums():
+    """MC vanishes for a reconstruction consistent with y; EI vanishes for a model that
+    returns exactly the transformed image; the strategy is their weighted sum."""
+    from spade.finetune import Context
+    from spade.finetune.losses import EILoss, MCLoss
+    physics, model = cs_physics(), tiny_model().requires_grad_(False)
+    x = torch.rand(1, 1, 66, 66)
+    y = physics.A(x)
+    assert float(MCLoss()(x, y, physics)) == pytest.approx(0.0, abs=1e-10)
+    assert float(MCLoss()(x + 0.1, y, physics)) > 1e-4
+
+    transformed = TransformGroup(["flip"]).sample(x.shape, torch.Generator().manual_seed(0))(x)
+    exact = lambda y_, physics_: transformed  # noqa: E731 - f(A T x) = T x for the T drawn with seed 0
+    ei = EILoss(["flip"])
+    assert float(ei(x, y, physics, exact, torch.Generator().manual_seed(0))) == 0.0
+    assert float(ei(x, y, physics, model, torch.Generator().manual_seed(0))) > 0
+
+    (_, ss), = build_strategies("self-supervised", {"self-supervised": {"mc_weight": 2.0, "ei_weight": 0.5}})
+    x_net = model(y, physics)
+    total = ss.loss(x_net, y, physics, model, Context(generator=torch.Generator().manual_seed(1)))
+    parts = 2.0 * MCLoss()(x_net, y, physics) + 0.5 * EILoss()(x_net, y, physics, model, torch.Generator().manual_seed(1))
+    assert float(total) == pytest.approx(float(parts), rel=1e-6)

@@ -4,7 +4,11 @@
   (``1 - SSIM``, Gaussian 11x11 window, ``data_range=1``, from ``pytorch-msssim``) between
   two images (B, C, H, W); SSIM acts on the image channels as they are (for complex MRI
   images: the real and imaginary channels).
-* :func:`measurement_consistency` — ``mean((A x - y)^2)``.
+* :class:`MCLoss` — measurement consistency ``mean((A x - y)^2)``;
+  :class:`EILoss` — equivariant imaging ``mean((f(A T x) - T x)^2)`` for a transformation
+  ``T`` drawn from a :class:`TransformGroup`. Both are called as
+  ``loss(x_net, y, physics, model, generator)`` (the DeepInverse loss convention) and
+  compose by weighted sums (the ``self-supervised`` strategy is ``MC + EI``).
 * :class:`TransformGroup` — the transformations of equivariant imaging: quarter-turn
   rotations, circular shifts and flips. Every one keeps an image's shape class: shifts and
   flips keep (H, W); a 90/270-degree rotation swaps H and W and is only drawn for square
@@ -39,9 +43,24 @@ def pixel_loss(x: torch.Tensor, target: torch.Tensor, metric: str = "l2") -> tor
     raise AssertionError(metric)
 
 
-def measurement_consistency(x: torch.Tensor, y: torch.Tensor, physics) -> torch.Tensor:
-    """``mean((A x - y)^2)`` over every measurement entry."""
-    return F.mse_loss(physics.A(x), y)
+class MCLoss:
+    """Measurement consistency: ``mean((A x_net - y)^2)`` over every measurement entry."""
+
+    def __call__(self, x_net, y, physics, model=None, generator=None) -> torch.Tensor:
+        return F.mse_loss(physics.A(x_net), y)
+
+
+class EILoss:
+    """Equivariant imaging: ``x2 = T x_net`` for ``T`` drawn from ``transforms`` with
+    ``generator``, then ``mean((model(A x2) - x2)^2)``; gradients flow through both
+    reconstructions."""
+
+    def __init__(self, transforms=None):
+        self.group = TransformGroup(TRANSFORMS if transforms is None else transforms)
+
+    def __call__(self, x_net, y, physics, model, generator: torch.Generator) -> torch.Tensor:
+        x2 = self.group.sample(x_net.shape, generator)(x_net)
+        return F.mse_loss(model(physics.A(x2), physics), x2)
 
 
 class TransformGroup:

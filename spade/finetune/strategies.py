@@ -27,11 +27,10 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpadeError, require
-from .losses import TRANSFORMS, TransformGroup, check_metric, measurement_consistency, pixel_loss
+from .losses import TRANSFORMS, EILoss, MCLoss, check_metric, pixel_loss
 
 ENTRY_POINT_GROUP = "spade.strategies"
 
@@ -140,27 +139,19 @@ class School(Strategy):
 
 @register_strategy
 class SelfSupervised(Strategy):
-    """Measurements only: ``mc_weight * mean((A f(y) - y)^2)`` plus equivariant imaging
-    ``ei_weight * mean((f(A T f(y)) - T f(y))^2)`` with ``T`` drawn per step from
-    ``transforms`` (rotations, circular shifts, flips; see :mod:`spade.finetune.losses`).
-    Gradients flow through both reconstructions."""
+    """Measurements only: ``mc_weight * MCLoss + ei_weight * EILoss(transforms)`` (see
+    :mod:`spade.finetune.losses`; ``T`` drawn per step from rotations, circular shifts,
+    flips). Gradients flow through both reconstructions."""
 
     name = "self-supervised"
 
     def __init__(self, transforms=TRANSFORMS, mc_weight: float = 1.0, ei_weight: float = 1.0):
-        self.group = TransformGroup(transforms)
         require(mc_weight >= 0 and ei_weight >= 0 and mc_weight + ei_weight > 0,
                 f"self-supervised: weights mc={mc_weight}, ei={ei_weight} must be >= 0 and not both 0")
-        self.mc_weight, self.ei_weight = float(mc_weight), float(ei_weight)
+        self.terms = [(float(w), loss) for w, loss in ((mc_weight, MCLoss()), (ei_weight, EILoss(transforms))) if w > 0]
 
     def loss(self, x_net, y, physics, model, ctx):
-        total = self.mc_weight * measurement_consistency(x_net, y, physics)
-        if self.ei_weight > 0:
-            transform = self.group.sample(x_net.shape, ctx.generator)
-            x2 = transform(x_net)
-            x3 = model(physics.A(x2), physics)
-            total = total + self.ei_weight * F.mse_loss(x3, x2)
-        return total
+        return sum(w * loss(x_net, y, physics, model, ctx.generator) for w, loss in self.terms)
 
 
 # --- registry ---------------------------------------------------------------------------
