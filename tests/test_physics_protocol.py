@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -301,3 +303,15 @@ def test_a_new_physics_needs_only_its_own_definition():
     _, history = finetune(TinyNet(), physics, test, "self-supervised", steps=2, batch=1, lr=1e-3,
                           protocol="fastmri", progress=False, log=lambda m: None)
     assert len(history.steps) == 2
+
+
+def test_readme_physics_example_runs():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Adding a physics", 1)[1]
+    scope: dict = {}
+    exec(compile(re.search(r"```python\n(.*?)```", section, re.S).group(1), "README physics", "exec"), scope)
+    physics, x, y = scope["physics"], scope["x"], scope["y"]
+    assert KINDS["inpainting"] is type(physics) and x.shape == (2, 1, 64, 64)
+    assert torch.equal(y, physics.simulate(x, seed=0)) and not torch.equal(y, physics.A(x))
+    image = _image("big", 0, shape=(80, 70))
+    assert evaluate(None, physics, [image], "fastmri").mean("init_psnr") > 0
