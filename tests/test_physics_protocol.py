@@ -297,7 +297,7 @@ def test_a_new_physics_needs_only_its_own_definition():
     start = evaluate(None, physics, test, "fastmri").mean("init_psnr")
     torch.manual_seed(0)
     model, history = finetune(TinyNet(), physics, images, "supervised", steps=4, batch=2, lr=1e-3,
-                              protocol="fastmri", val=test, progress=False, log=lambda m: None)
+                              val=test, progress=False, log=lambda m: None)  # its default protocol
     assert len(history.steps) == 4 and history.validations
     assert evaluate(model, physics, test, "fastmri").mean("psnr") > 0 and start > 0
     _, history = finetune(TinyNet(), physics, test, "self-supervised", steps=2, batch=1, lr=1e-3,

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data import CodeDataset, Image, PatchDataset, channel_mode, check_disjoint, code_probability, load_images
 from ..errors import SpadeError, require
-from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
+from ..evaluation import PROTOCOLS, evaluate
 from ..physics import LinearPhysics, RandomBlockCS, SparseRecovery
 from . import distributed as dist
 from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
@@ -195,7 +195,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
             f"strategy {uses_gt} needs ground truth, which measurement data do not carry: use data_mode 'patches'")
     require(mode == "patches" or not isinstance(physics, RandomBlockCS),
             "a list of CS ratios (random physics per step) needs data_mode 'patches'")
-    protocol = protocol or DEFAULT_PROTOCOL[refs[0].kind]
+    protocol = protocol or refs[0].protocols[0]
     require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
 
     if sparse:
