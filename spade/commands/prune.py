@@ -1,7 +1,7 @@
 """``spade prune MODEL --ratio R --out PRUNED``: a smaller model file with the physics intact."""
 from __future__ import annotations
 
-from ..data import example_pair, load_images
+from ..data import channel_mode, example_pair, load_images
 from ..errors import require
 from ..models.io import load_model, save_model
 from ..prune import CRITERIA, prune
@@ -52,8 +52,8 @@ def run(args) -> int:
     batches = None
     if args.data is not None:
         protocol = loaded.spec.get("protocol") or DEFAULT_PROTOCOL[physics.kind]
-        rgb = protocol == "sr" and loaded.model.config.get("image_channels", 1) == 3
-        batches = measurement_batches(physics, load_images(args.data, "rgb" if rgb else "y"), protocol,
+        images = load_images(args.data, channel_mode(loaded.model.config.get("image_channels", 1)))
+        batches = measurement_batches(physics, images, protocol,
                                       args.samples, args.seed, dev)
     pruned, record = prune(loaded.model, example, ratio=args.ratio, importance=args.importance, scope=args.scope,
                            steps=args.steps, round_to=args.round_to, depth=args.depth, protect=args.protect,
