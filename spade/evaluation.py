@@ -20,6 +20,8 @@ nmse      sparse recovery (no images): seeded Bernoulli-Gaussian test codes; NMS
 
 Every protocol also scores the physics' starting point (``A_dagger``: ``Qinit``,
 zero-filled, bicubic) so a reconstruction is always seen against what it starts from.
+Test images are measured by :func:`spade.data.prepare`; each physics names the
+protocols it can be scored under (``physics.protocols``, the default first).
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ from torch import nn
 
 from . import metrics
 from .data.images import Image
+from .data.measurements import PIXEL_PROTOCOLS, check_protocol, prepare
 from .errors import require
-from .physics import MRI, BlockCS, LinearPhysics, SparseRecovery, SuperResolution, bernoulli_gaussian, ista, pad_to_blocks
-from .physics.mri import magnitude
+from .physics import KINDS, LinearPhysics, SparseRecovery, bernoulli_gaussian, ista
 
 PROTOCOLS = {
     "ista-cs": "ISTA-Net+ CS: Y (OpenCV full-range BT.601), 0-255, PSNR peak 255, skimage SSIM data_range=255",
@@ -43,9 +45,8 @@ PROTOCOLS = {
     "sr": "SR: Y channel (BT.601), border of `scale` pixels cropped, peak 255",
     "nmse": "sparse recovery: seeded Bernoulli-Gaussian codes, NMSE in dB over the test set",
 }
-#: protocol used when neither the user nor the model file names one
-DEFAULT_PROTOCOL = {"cs": "ista-cs", "mri": "fastmri", "sr": "sr", "sparse": "nmse"}
-_PHYSICS_OF = {"ista-cs": BlockCS, "ista-mri": MRI, "fastmri": MRI, "sr": SuperResolution, "nmse": SparseRecovery}
+#: protocol used when neither the user nor the model file names one: the kind's first
+DEFAULT_PROTOCOL = {kind: cls.protocols[0] for kind, cls in KINDS.items()}
 
 
 @dataclass
@@ -70,51 +71,14 @@ class Evaluation:
         return out
 
 
-def _center_crop(x: torch.Tensor, shape) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    th, tw = shape
-    top, left = (h - th) // 2, (w - tw) // 2
-    return x[..., top:top + th, left:left + tw]
-
-
-def prepare(image: Image, physics: LinearPhysics, protocol: str) -> tuple[torch.Tensor, np.ndarray, tuple]:
-    """Image -> (network-domain ground truth (1, C, H', W'), reference array for the
-    metric, crop (h, w) of the reconstruction)."""
-    x = image.tensor().unsqueeze(0)  # (1, C, H, W) in [0, 1]
-    if protocol == "ista-cs":
-        require(image.pixels.dtype == np.uint8 and image.pixels.ndim == 2,
-                f"image {image.name}: the ista-cs protocol needs 8-bit grey/Y images")
-        h, w = image.shape
-        return pad_to_blocks(x, physics.block_size, "ista"), image.pixels, (h, w)
-    if protocol in ("ista-mri", "fastmri"):
-        shape = tuple(physics.mask.shape)
-        require(x.shape[-2] >= shape[0] and x.shape[-1] >= shape[1],
-                f"image {image.name} is {tuple(x.shape[-2:])}, smaller than the {shape} k-space mask")
-        x = _center_crop(x, shape)
-        if protocol == "ista-mri":
-            require(image.pixels.dtype == np.uint8, f"image {image.name}: the ista-mri protocol needs 8-bit images")
-            ref = _center_crop(torch.from_numpy(image.pixels.astype(np.float64)), shape).numpy()
-        else:
-            ref = x[0, 0].double().numpy()
-        if not physics.real_image:
-            x = torch.cat([x, torch.zeros_like(x)], dim=1)
-        return x, ref, shape
-    if protocol == "sr":
-        s = physics.scale
-        h, w = (image.shape[0] // s) * s, (image.shape[1] // s) * s
-        x = x[..., :h, :w]
-        return x, x[0].double().numpy(), (h, w)
-    raise AssertionError(protocol)
-
-
 def score(protocol: str, x_hat: torch.Tensor, ref: np.ndarray, physics: LinearPhysics) -> dict:
     """Metrics of one reconstruction (1, C, H, W) against its reference."""
-    if protocol in ("ista-cs", "ista-mri"):
-        img = x_hat[0, 0] if x_hat.shape[1] == 1 else magnitude(x_hat)[0, 0]
-        return metrics.ista_metrics(img, ref)
+    img = physics.to_image(x_hat)
+    if protocol in PIXEL_PROTOCOLS:
+        return metrics.ista_metrics(img[0, 0], ref)
     if protocol == "fastmri":
-        return metrics.fastmri_metrics(magnitude(x_hat)[0, 0], ref)
-    return metrics.sr_metrics(x_hat[0], ref, physics.scale)
+        return metrics.fastmri_metrics(img[0, 0], ref)
+    return metrics.sr_metrics(img[0], ref, physics.scale)
 
 
 @torch.no_grad()
@@ -129,9 +93,7 @@ def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image
     (and ground truths) as arrays in the per-image records under ``"arrays"``.
     """
     require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
-    require(isinstance(physics, _PHYSICS_OF[protocol]),
-            f"protocol '{protocol}' needs {_PHYSICS_OF[protocol].__name__} physics, the model has "
-            f"{type(physics).__name__}")
+    check_protocol(physics, protocol)
     if protocol == "nmse":
         require(images is None or isinstance(images, int),
                 "the nmse protocol draws its own test codes: pass images=None or a number of test vectors")

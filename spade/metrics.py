@@ -22,9 +22,6 @@ import numpy as np
 from skimage.color import rgb2ycbcr
 from skimage.metrics import structural_similarity
 
-PROTOCOLS = ("ista-cs", "ista-mri", "fastmri", "sr", "nmse")
-
-
 def _np(a) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().cpu().numpy()

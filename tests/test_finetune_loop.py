@@ -11,7 +11,7 @@ from spade.errors import SpadeError
 from spade.finetune import RandomBlockCS, Strategy, finetune
 from spade.finetune import strategies as strategies_module
 from spade.finetune.checkpoint import load_checkpoint
-from spade.finetune.data import shard
+from spade.finetune.data import physics_at, shard
 from spade.physics import build_physics
 
 QUIET = {"progress": False, "log": lambda m: None}
@@ -154,10 +154,10 @@ def test_settings_are_validated():
 
 def test_random_cs_ratio_per_step():
     physics = RandomBlockCS([0.1, 0.25, 0.5], seed=0)
-    ratios = {round(physics.at(step, seed=0).ratio, 2) for step in range(20)}
-    assert ratios == {0.1, 0.25, 0.5}
-    assert torch.equal(physics.at(3, seed=0).phi, physics.at(3, seed=0).phi)  # reproducible per step
-    same_ratio = [physics.at(s, seed=0).phi for s in range(20) if physics.at(s, seed=0).ratio == physics.at(3, 0).ratio]
+    ops = [physics_at(physics, step, seed=0) for step in range(20)]
+    assert {round(op.ratio, 2) for op in ops} == {0.1, 0.25, 0.5}
+    assert torch.equal(physics_at(physics, 3, seed=0).phi, ops[3].phi)  # reproducible per step
+    same_ratio = [op.phi for op in ops if op.ratio == ops[3].ratio]
     assert len(same_ratio) > 1 and not torch.equal(same_ratio[0], same_ratio[1])  # a fresh Phi per step
     torch.manual_seed(0)
     _, history = finetune(tiny_model(), physics, crops(3, 66), "supervised", val=crops(1, 66, offset=5), steps=4,

@@ -51,7 +51,7 @@ def test_macs_match_the_architecture():
     pixels = 66 * 66
     c = CHANNELS
     convs = PHASES * 9 * pixels * (c + 4 * c * c + c)
-    phys = (2 + 2 * PHASES) * physics.m * pixels  # A_dagger, A^T y, and A, A^T in every phase
+    phys = (1 + 2 * PHASES) * physics.m * pixels  # A_dagger, and A, A^T in every phase (gradient_step)
     cost = forward_cost(lambda: model(y, physics))
     assert cost["macs"] == convs + phys
 

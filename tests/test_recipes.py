@@ -14,7 +14,6 @@ from spade.cli import main
 from spade.data import load_images, split
 from spade.data.sources import BENCHMARK_SETS
 from spade.evaluation import evaluate
-from spade.finetune.data import reference_physics
 from spade.finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
 from spade.models import get_family
 from spade.models.io import load_model
@@ -43,7 +42,7 @@ def test_recipe_validates(path, monkeypatch, request):
     data, settings, extra = split_sections(recipe)
     if _needs_bench_data(recipe):
         request.getfixturevalue("bench_data")  # skips without the data (fails where it is required)
-    physics = reference_physics(build_train_physics(recipe["physics"]))[0]
+    physics = build_train_physics(recipe["physics"]).references()[0]
     model = build_model(recipe["model"])
     assert physics.kind in get_family(model.family).physics
     assert settings["steps"] >= 1 and settings.get("seed") == 0

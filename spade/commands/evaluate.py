@@ -1,7 +1,7 @@
 """``spade evaluate MODEL --data DIR``: mean PSNR/SSIM under a field protocol."""
 from __future__ import annotations
 
-from ..data import load_images
+from ..data import channel_mode, load_images
 from ..errors import require
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
@@ -36,7 +36,7 @@ def run(args) -> int:
         images = args.samples
     else:
         require(args.data is not None, f"protocol '{protocol}' needs test images: give --data")
-        channels = "rgb" if protocol == "sr" and loaded.model.config.get("image_channels", 1) == 3 else "y"
+        channels = channel_mode(loaded.model.config.get("image_channels", 1))
         images = load_images(args.data, channels)
     result = evaluate(loaded.model, loaded.physics, images, protocol, noise_level=args.noise, seed=args.seed, device=dev)
     if args.json:

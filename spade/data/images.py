@@ -82,6 +82,12 @@ def _decode(path: Path) -> np.ndarray:
     return a
 
 
+def channel_mode(image_channels: int) -> str:
+    """How test images are read for a network with ``image_channels`` image channels:
+    ``"rgb"`` for 3 (colour super-resolution), else ``"y"`` (grey / luminance)."""
+    return "rgb" if image_channels == 3 else "y"
+
+
 def read_image(path: str | Path, channels: str = "y") -> Image:
     """Read an image file; ``channels="y"`` reduces RGB to luminance, ``"rgb"`` keeps
     colour (grey images are repeated to 3 channels)."""

@@ -28,14 +28,12 @@ class PatchDataset(Dataset):
     resumable. ``augment`` applies one of the eight flips/rotations.
     """
 
-    def __init__(self, images: list[Image], size: int, length: int, augment: bool = True, seed: int = 0,
-                 multiple_of: int = 1):
+    def __init__(self, images: list[Image], size: int, length: int, augment: bool = True, seed: int = 0):
         require(len(images) > 0, "no training images given")
         require(size >= 1 and length >= 1, f"patch size {size} and count {length} must be >= 1")
         self.tensors = [img.tensor() for img in images]
         small = [img.name for img, t in zip(images, self.tensors) if min(t.shape[-2:]) < size]
         require(not small, f"images {small} are smaller than the {size}-pixel patch: lower the patch size")
-        require(size % multiple_of == 0, f"patch size {size} is not a multiple of {multiple_of}")
         self.size, self.length, self.augment, self.seed = int(size), int(length), augment, int(seed)
         areas = np.array([t.shape[-1] * t.shape[-2] for t in self.tensors], dtype=np.float64)
         self.weights = areas / areas.sum()

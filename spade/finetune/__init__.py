@@ -4,8 +4,8 @@
 strategies are small classes (:class:`Strategy`) registered by name, or installed by other
 packages through the entry-point group ``spade.strategies``.
 """
+from ..physics import RandomBlockCS
 from .config import TrainConfig
-from .data import RandomBlockCS
 from .loop import MEASUREMENT_DATA, PATCH_DATA, TEST_TIME, History, finetune
 from .strategies import (ENTRY_POINT_GROUP, Context, SelfSupervised, School, Strategy, Supervised, available,
                          build_strategies, create_strategy, get_strategy, parse_spec, register_strategy)

@@ -7,12 +7,13 @@
   distributed run sees exactly the batches of a single uninterrupted one.
 * :class:`MeasurementSet` — the **test measurements themselves** (the SPADE protocol for
   school and self-supervised fine-tuning): every image measured once, whole, exactly as
-  :func:`spade.evaluation.evaluate` measures it (``evaluation.prepare``, noise seed
+  :func:`spade.evaluation.evaluate` measures it (:func:`spade.data.prepare`, noise seed
   ``seed + index``); the ground truth is dropped right after measuring. Measurements of
   equal shape are grouped into batches; an epoch visits every batch once, in an order
   seeded by ``(seed, epoch)``.
-* :class:`RandomBlockCS` — block CS with a random ratio from a list and a fresh Gaussian
-  Phi for every step (the COAST training protocol); a fixed operator otherwise.
+* :func:`physics_at` — the operator of a training step: the physics' own ``step``, seeded
+  by ``(seed, step)`` (a fixed operator is the same every step; a
+  :class:`spade.physics.RandomBlockCS` draws a new ratio and Phi).
 
 A distributed run splits every global batch into contiguous shares (:func:`shard`); each
 share's loss is scaled by ``n_share * world / n_batch`` so that DDP's gradient averaging
@@ -27,10 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import CodeDataset, Image, PatchDataset
+from ..data import CodeDataset, Image, PatchDataset, prepare
 from ..errors import require
-from ..evaluation import prepare
-from ..physics import MRI, BlockCS, LinearPhysics, SparseRecovery, SuperResolution, build_physics
+from ..physics import LinearPhysics, RandomBlockCS
 
 
 @dataclass
@@ -62,69 +62,9 @@ def sample_seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + int(index)) % (2 ** 63)
 
 
-def to_domain(x: torch.Tensor, physics: LinearPhysics) -> torch.Tensor:
-    """Images (B, C, H, W) in [0, 1] -> the network's domain (complex MRI: zero imaginary
-    channel appended)."""
-    if isinstance(physics, MRI) and not physics.real_image:
-        return torch.cat([x, torch.zeros_like(x)], dim=1)
-    return x
-
-
-def default_patch(physics: LinearPhysics) -> int:
-    """Patch side that the operator accepts: CS 3 blocks, SR 96 (a multiple of 2, 3, 4),
-    MRI the (square) mask side."""
-    if isinstance(physics, BlockCS):
-        return 3 * physics.block_size
-    if isinstance(physics, SuperResolution):
-        return 96
-    if isinstance(physics, MRI):
-        h, w = physics.mask.shape
-        require(h == w, f"patch training for MRI needs a square mask (this one is {h}x{w})")
-        return int(h)
-    raise AssertionError(type(physics).__name__)
-
-
-def check_patch(size: int, physics: LinearPhysics) -> int:
-    if isinstance(physics, BlockCS):
-        b = physics.block_size
-        require(size % b == 0, f"patch size {size} is not a multiple of the CS block size {b}")
-    elif isinstance(physics, SuperResolution):
-        require(size % physics.scale == 0, f"patch size {size} is not a multiple of the SR scale {physics.scale}")
-    elif isinstance(physics, MRI):
-        require(tuple(physics.mask.shape) == (size, size),
-                f"patch size {size} does not match the MRI mask {tuple(physics.mask.shape)}")
-    return size
-
-
-class RandomBlockCS:
-    """Block CS whose ratio and Gaussian Phi change every step (see module docstring).
-
-    ``reference()`` gives one fixed operator per ratio (Phi seeded by ``seed``), for
-    validation and for the saved model (the first one).
-    """
-
-    def __init__(self, ratios, block_size: int = 33, noise_level: float = 0.0, seed: int = 0):
-        require(len(ratios) > 0, "physics 'cs' ratio list is empty: give e.g. [0.1, 0.25, 0.5]")
-        self.ratios = [float(r) for r in ratios]
-        self.block_size, self.noise_level, self.seed = int(block_size), float(noise_level), int(seed)
-        self.references = [self._build(r, self.seed) for r in self.ratios]
-
-    def _build(self, ratio: float, seed: int) -> BlockCS:
-        return build_physics({"kind": "cs", "ratio": ratio, "seed": seed, "block_size": self.block_size,
-                              "noise_level": self.noise_level})
-
-    def at(self, step: int, seed: int) -> BlockCS:
-        gen = torch.Generator().manual_seed(sample_seed(seed, step))
-        ratio = self.ratios[int(torch.randint(0, len(self.ratios), (1,), generator=gen))]
-        return self._build(ratio, sample_seed(seed + 1, step))
-
-
-def physics_at(physics, step: int, seed: int) -> LinearPhysics:
-    return physics.at(step, seed) if isinstance(physics, RandomBlockCS) else physics
-
-
-def reference_physics(physics) -> list[LinearPhysics]:
-    return list(physics.references) if isinstance(physics, RandomBlockCS) else [physics]
+def physics_at(physics: LinearPhysics | RandomBlockCS, step: int, seed: int) -> LinearPhysics:
+    """The operator of training step ``step`` of a run seeded with ``seed``."""
+    return physics.step(seed=sample_seed(seed, step))
 
 
 class PatchStream:
@@ -152,13 +92,12 @@ class PatchStream:
               device: str | torch.device = "cpu") -> Batch:
         part, weight = shard(self.batch_size, rank, world)
         ks = range(step * self.batch_size, (step + 1) * self.batch_size)[part]
-        x = to_domain(torch.stack([self.dataset[self._index(k)] for k in ks]).to(device), physics)
-        sigma = physics.noise_level if self.noise_level is None else self.noise_level
-        if sigma > 0 or isinstance(physics, SparseRecovery):  # sparse recovery: noise at the operator's SNR
+        x = physics.to_domain(torch.stack([self.dataset[self._index(k)] for k in ks]).to(device))
+        if physics.noise_for(self.noise_level).noiseless:
+            y = physics.A(x)
+        else:
             y = torch.cat([physics.simulate(x[i:i + 1], self.noise_level, seed=sample_seed(self.seed, k))
                            for i, k in enumerate(ks)])
-        else:
-            y = physics.A(x)
         return Batch(y, x, None, weight)
 
 

@@ -26,16 +26,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data import CodeDataset, Image, PatchDataset, check_disjoint, code_probability, load_images
+from ..data import CodeDataset, Image, PatchDataset, channel_mode, check_disjoint, code_probability, load_images
 from ..errors import SpadeError, require
-from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
+from ..evaluation import PROTOCOLS, evaluate
 from ..metrics import psnr
-from ..physics import LinearPhysics, SparseRecovery
+from ..physics import LinearPhysics, RandomBlockCS, SparseRecovery
 from . import distributed as dist
 from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig
-from .data import (MeasurementSet, PatchStream, RandomBlockCS, check_patch, default_patch, physics_at,
-                   reference_physics, sample_seed)
+from .data import MeasurementSet, PatchStream, physics_at, sample_seed
 from .strategies import Context, Strategy, build_strategies
 
 #: how a run uses its images (``History.data_used``): random patches with their ground
@@ -113,7 +112,7 @@ class Objective(nn.Module):
 
 def image_channels(model: nn.Module) -> str:
     """``"rgb"`` for models configured with 3 image channels, else ``"y"``."""
-    return "rgb" if getattr(model, "config", {}).get("image_channels", 1) == 3 else "y"
+    return channel_mode(getattr(model, "config", {}).get("image_channels", 1))
 
 
 def _images(source, model, what: str, name: str | None) -> tuple[list[Image], str]:
@@ -144,13 +143,13 @@ def _data_stream(mode: str, images: list[Image], codes: float | None, name: str,
     """``(stream, where the data are used, a line describing them)`` for a data mode;
     ``codes``: the nonzero probability of the training codes of sparse recovery (else None)."""
     if mode == "patches":
-        ref = reference_physics(physics)[0]
+        ref = physics.references()[0]
         length = cfg.patches or (cfg.steps * cfg.batch if cfg.steps else 1024)
         if codes is not None:
             stream = PatchStream(CodeDataset(ref.n, length, codes, cfg.seed), cfg.batch, cfg.seed, cfg.noise_level)
             return stream, PATCH_DATA, (f"{length} Bernoulli-Gaussian codes (p = {codes}) measured on the fly "
                                             "(noise seeded per code)")
-        size = check_patch(cfg.patch or default_patch(ref), ref)
+        size = ref.check_patch(cfg.patch or ref.default_patch())
         dataset = PatchDataset(images, size, length, augment=cfg.augment, seed=cfg.seed)
         stream = PatchStream(dataset, cfg.batch, cfg.seed, cfg.noise_level)
         return stream, PATCH_DATA, (f"{len(images)} images of {name}, {length} random {size}x{size} patches "
@@ -201,7 +200,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
     require(not needs_teacher or teacher is not None, f"strategy {needs_teacher} needs a teacher model (--teacher)")
     require(teacher is None or needs_teacher, "a teacher is given but no strategy uses one (add 'school')")
     uses_gt = [s.name for _, s in terms if s.uses_ground_truth]
-    refs = reference_physics(physics)
+    refs = physics.references()
     sparse = isinstance(refs[0], SparseRecovery)
     require(not (test_time and uses_gt), f"strategy {uses_gt} needs ground truth: test-time adaptation may use "
                                          "the test measurements only (school, self-supervised)")
@@ -210,7 +209,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
             f"strategy {uses_gt} needs ground truth, which measurement data do not carry: use data_mode 'patches'")
     require(mode == "patches" or not isinstance(physics, RandomBlockCS),
             "a list of CS ratios (random physics per step) needs data_mode 'patches'")
-    protocol = protocol or DEFAULT_PROTOCOL[refs[0].kind]
+    protocol = protocol or refs[0].protocols[0]
     require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
 
     if sparse:

@@ -34,9 +34,8 @@ import torch
 
 from ..errors import SpadeError, require
 from ..models import create_model, get_family
-from ..physics import build_physics
+from ..physics import RandomBlockCS, build_physics
 from .config import TrainConfig
-from .data import RandomBlockCS
 
 SECTIONS = ("model", "physics", "data", "train")
 DATA_KEYS = ("source", "val", "holdout", "protocol", "patch", "patches", "augment")

@@ -7,7 +7,6 @@ import torch
 
 from ..data import example_pair, load_images
 from ..errors import require
-from ..evaluation import DEFAULT_PROTOCOL
 from ..finetune.loop import image_channels
 from ..models.io import load_model, save_model
 from ..prune import prune
@@ -54,7 +53,7 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     x, y = example_pair(physics, batch=1, device=device)
     batches = None
     if job.data is not None:
-        protocol = loaded.spec.get("protocol") or DEFAULT_PROTOCOL[physics.kind]
+        protocol = loaded.spec.get("protocol") or physics.protocols[0]
         batches = measurement_batches(physics, load_images(job.data, image_channels(loaded.model)), protocol,
                                       job.samples, job.seed, device)
     pruned, record = prune(loaded.model, (y, physics), ratio=job.ratio, importance=job.importance, scope=job.scope,

@@ -14,7 +14,6 @@ from ..errors import require
 from ..fileio import write_text
 from ..finetune import distributed as dist
 from ..finetune import finetune
-from ..finetune.data import reference_physics
 from ..finetune.loop import image_channels
 from ..finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
 from ..models import get_family
@@ -52,7 +51,7 @@ def train_recipe(job: TrainJob, device: str | torch.device = "cpu", resume: bool
     recipe = job.parsed
     data, settings, extra = job.sections
     physics = build_train_physics(recipe["physics"])
-    reference = reference_physics(physics)[0]
+    reference = physics.references()[0]
     torch.manual_seed(settings.get("seed", 0))
     model = build_model(recipe["model"])
     family = get_family(model.family)

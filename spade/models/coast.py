@@ -98,10 +98,9 @@ class COAST(ReconstructionNet):
                 f"COAST reconstructs block compressive sensing: got {type(physics).__name__} physics, use BlockCS")
         cond = torch.tensor([self.ratio_gain * physics.ratio], dtype=y.dtype, device=y.device)
         x = physics.A_dagger(y)
-        aty = physics.A_adjoint(y)
         iterates = []
         for iteration, scales in self.sharing.schedule(cond):
-            r = x - iteration.lambda_step * physics.AtA(x) + iteration.lambda_step * aty
+            r = physics.gradient_step(x, y, iteration.lambda_step)
             x = iteration(r, scales)
             if return_aux:
                 iterates.append(x)

@@ -46,7 +46,7 @@ class GradientStep(nn.Module):
         self.prior = prior
 
     def forward(self, x, y, physics, scales=None):
-        return self.prior(x - self.eta * physics.A_adjoint(physics.A(x) - y), scales)
+        return self.prior(physics.gradient_step(x, y, self.eta), scales)
 
 
 @register("du-mri", physics=("mri",), protocol="fastmri",

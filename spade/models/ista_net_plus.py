@@ -2,7 +2,7 @@
 
 Each phase k runs the gradient step of ISTA and a learned proximal map:
 
-    r = x - lambda_k A^T A x + lambda_k A^T y
+    r = x - lambda_k A^T (A x - y)          (physics.gradient_step)
     x = r + G( Htilde( soft( H(D r), theta_k ) ) )
 
 with ``D``/``G`` 3x3 convolutions between the image and ``channels`` feature maps,
@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import require
 from ..physics.cs import batch_to_blocks, blocks_to_batch
+from ..physics.sparse import soft_threshold
 from .base import ReconstructionNet
 from .registry import register
 from .sharing import Sharing
@@ -62,7 +63,7 @@ class ISTAPhase(nn.Module):
         x_forward = self.conv2_forward(F.relu(self.conv1_forward(x_d)))
         if scales is not None:
             x_forward = x_forward * scales[0].reshape(1, -1, 1, 1)
-        x = torch.sign(x_forward) * F.relu(x_forward.abs() - self.soft_thr)
+        x = soft_threshold(x_forward, self.soft_thr)
         x = r + self.conv_G(self.backward_transform(x, scales))
         sym = self.backward_transform(x_forward, scales) - x_d if with_sym else None
         return x, sym
@@ -89,10 +90,9 @@ class ISTANetPlus(ReconstructionNet):
         require(not b or (x.shape[-2] % b == 0 and x.shape[-1] % b == 0),
                 f"ISTA-Net+ with block_size={b} needs images of whole {b}x{b} blocks, got "
                 f"{tuple(x.shape[-2:])}: build it with block_size=None for whole-image priors (MRI)")
-        aty = physics.A_adjoint(y)
         iterates, sym_terms = [], []
         for phase, scales in self.sharing.schedule():
-            r = x - phase.lambda_step * physics.AtA(x) + phase.lambda_step * aty
+            r = physics.gradient_step(x, y, phase.lambda_step)
             if self.block_size:
                 rb, sym = phase(blocks_to_batch(r, self.block_size), scales, with_sym=return_aux)
                 x = batch_to_blocks(rb, r.shape)

@@ -14,7 +14,7 @@ unchanged. The start is the zero-filled image ``A_dagger(y)``.
 Coil sensitivities: by default those of the physics (simulated or given maps;
 single-coil needs none). With ``sens_maps=True`` a :class:`SensitivityNet` estimates
 them from the fully sampled k-space centre of ``y`` (as in E2E-VarNet) and the cascades
-use ``A_S x = M F (S x)`` with the estimated maps instead of the physics' maps. That
+use the physics' operator with the estimated maps (``physics.with_coil_maps``). That
 sub-network carries ``spade_protect = True``: the pruner leaves it alone by default.
 
 Sharing modes: ``untied`` (E2E-VarNet: one U-Net per cascade), ``tied``, ``recursive``
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import require
-from ..physics.mri import MRI, fft2, from_complex, ifft2, to_complex
+from ..physics.mri import MRI, ifft2
 from .base import ReconstructionNet
 from .du import unroll
 from .priors import UNet, require_channels
@@ -91,22 +91,6 @@ class SensitivityNet(nn.Module):
         return maps / rss
 
 
-class EstimatedCoils:
-    """Multi-coil Cartesian operator with per-sample maps ``S`` (B, N, H, W): the physics'
-    mask and FFT convention, complex images (B, 2, H, W)."""
-
-    def __init__(self, maps: torch.Tensor, physics: MRI):
-        self.maps, self.mask, self.centered = maps, physics.mask, physics.centered
-
-    def A(self, x: torch.Tensor) -> torch.Tensor:
-        k = fft2(to_complex(x).unsqueeze(1) * self.maps, self.centered) * self.mask
-        return torch.view_as_real(k)
-
-    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        z = ifft2(torch.view_as_complex(y.contiguous()) * self.mask, self.centered)
-        return from_complex((z * self.maps.conj()).sum(1), real_image=False)
-
-
 class Cascade(nn.Module):
     """One cascade: ``x - eta A^H(A x - y) + U(x)``."""
 
@@ -116,7 +100,7 @@ class Cascade(nn.Module):
         self.prior = UNet(channels, width, levels)
 
     def forward(self, x, y, operator, scales=None):
-        return x - self.dc_weight * operator.A_adjoint(operator.A(x) - y) + self.prior(x, scales)
+        return operator.gradient_step(x, y, self.dc_weight) + self.prior(x, scales)
 
 
 @register("varnet", physics=("mri",), protocol="fastmri",
@@ -140,7 +124,7 @@ class VarNet(ReconstructionNet):
         if self.sens_net is not None:
             require(isinstance(physics, MRI) and physics.n_coils > 1 and not physics.real_image,
                     "sensitivity-map estimation needs multi-coil MRI physics with complex images")
-            operator = EstimatedCoils(self.sens_net(y, physics), physics)
+            operator = physics.with_coil_maps(self.sens_net(y, physics))
             x = operator.A_adjoint(y)
         else:
             x = physics.A_dagger(y)

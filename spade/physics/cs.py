@@ -14,7 +14,6 @@ is not a multiple of ``b`` are padded first with :func:`pad_to_blocks`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpadeError, require
+from .arrays import read_array
 from .base import LinearPhysics, batch_scalar
 
 BLOCK = 33
@@ -72,26 +72,15 @@ def least_squares_qinit(phi: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor
     return qt.T.contiguous().float()
 
 
-def _load_mat_matrix(path, key: str) -> torch.Tensor:
-    path = Path(path)
-    require(path.is_file(), f"file {path} does not exist")
-    try:
-        from scipy.io import loadmat
-
-        content = loadmat(str(path))
-    except Exception as exc:
-        raise SpadeError(f"cannot read {path} as a .mat file: {exc.__class__.__name__}: {exc}") from None
-    if key not in content:
-        keys = sorted(k for k in content if not k.startswith("__"))
-        raise SpadeError(f"{path} has no key '{key}' (it has {keys})")
-    array = np.asarray(content[key], dtype=np.float64)
+def _load_matrix(path, key: str) -> torch.Tensor:
+    array = np.asarray(read_array(path, key, key, suffixes=(".mat",)), dtype=np.float64)
     require(array.ndim == 2, f"'{key}' in {path} has shape {array.shape}: expected a matrix")
     return torch.from_numpy(array).float()
 
 
 def load_phi(path, block_size: int = BLOCK) -> torch.Tensor:
     """Read an official sampling matrix (key ``phi``), shape (m, b*b)."""
-    phi = _load_mat_matrix(path, "phi")
+    phi = _load_matrix(path, "phi")
     n = block_size * block_size
     require(phi.shape[1] == n and 1 <= phi.shape[0] <= n,
             f"Phi in {path} has shape {tuple(phi.shape)}: expected (m, {n}) with 1 <= m <= {n}")
@@ -104,7 +93,7 @@ def load_qinit(path, phi: torch.Tensor) -> torch.Tensor:
     ``Qinit`` must have shape (b*b, m) and, being a least-squares fit, satisfy
     ``Phi Qinit = I``: a matrix fitted for another Phi fails that test.
     """
-    q = _load_mat_matrix(path, "Qinit")
+    q = _load_matrix(path, "Qinit")
     m, n = phi.shape
     require(tuple(q.shape) == (n, m),
             f"Qinit in {path} has shape {tuple(q.shape)}: expected ({n}, {m}) to match Phi ({m} x {n})")
@@ -152,6 +141,8 @@ class BlockCS(LinearPhysics):
     """Block compressive sensing with sampling matrix ``phi`` (see module docstring)."""
 
     kind = "cs"
+    protocols = ("ista-cs",)
+    config_keys = frozenset({"ratio", "seed", "phi", "qinit", "block_size"})
 
     def __init__(self, phi: torch.Tensor, qinit: torch.Tensor | None = None,
                  block_size: int = BLOCK, noise_level: float = 0.0):
@@ -169,6 +160,19 @@ class BlockCS(LinearPhysics):
             qinit = qinit.contiguous()
         self.register_buffer("qinit", qinit)
         self._eig = None
+
+    @classmethod
+    def from_config(cls, config):
+        """Settings: ``ratio`` (Gaussian Phi with orthonormal rows, ``seed``) or ``phi`` +
+        ``qinit`` (.mat files), ``block_size`` (33), ``noise_level`` (0)."""
+        block = int(config.get("block_size", BLOCK))
+        noise = float(config.get("noise_level", 0.0))
+        if "phi" in config:
+            require("qinit" in config, "physics 'cs' with 'phi' needs 'qinit' too")
+            phi = load_phi(config["phi"], block)
+            return cls(phi, load_qinit(config["qinit"], phi), block, noise_level=noise)
+        require("ratio" in config, "physics 'cs' needs a 'ratio' in (0, 1] or 'phi' + 'qinit' files")
+        return cls(gaussian_phi(config["ratio"], block, int(config.get("seed", 0))), None, block, noise_level=noise)
 
     @classmethod
     def gaussian(cls, ratio: float, block_size: int = BLOCK, seed: int = 0, **kwargs) -> "BlockCS":
@@ -222,9 +226,22 @@ class BlockCS(LinearPhysics):
         out = torch.einsum("nk,bkhw->bnhw", v, coef)
         return F.pixel_shuffle(out.to(z.dtype), b)
 
-    def image_shape(self, y):
+    def image_shape(self, side=None, channels: int = 1):
+        """(1, side, side), ``side`` (264 by default) a multiple of the block size."""
+        return super().image_shape(side or 264, 1)
+
+    def pad_image(self, x):
+        """Zero-padded by ``b - size mod b`` (the ISTA-Net+ protocol, :func:`pad_to_blocks`)."""
+        return pad_to_blocks(x, self.block_size, "ista")
+
+    def default_patch(self):
+        """Three blocks."""
+        return 3 * self.block_size
+
+    def check_patch(self, size, what="patch size"):
         b = self.block_size
-        return (y.shape[0], 1, y.shape[2] * b, y.shape[3] * b)
+        require(size % b == 0, f"{what} {size} is not a multiple of the CS block size {b}")
+        return size
 
     def settings(self) -> dict[str, Any]:
         return {"block_size": self.block_size, "measurements": self.m, "ratio": round(self.ratio, 6),
@@ -234,3 +251,35 @@ class BlockCS(LinearPhysics):
     def from_settings(cls, settings, tensors):
         return cls(tensors["phi"], tensors.get("qinit"), block_size=settings["block_size"],
                    noise_level=settings.get("noise_level", 0.0))
+
+
+class RandomBlockCS:
+    """Block CS whose sampling ratio (one of ``ratios``) and Gaussian Phi are drawn anew
+    by every :meth:`step` (the COAST training protocol).
+
+    Each draw is a seed ``s``, taken from the generator (started with ``seed``) or given
+    as ``step(seed=s)``, which also restarts the generator from ``s``. The operator is a
+    function of ``s`` alone: the ratio from a generator seeded with ``s``, Phi from
+    ``s + 1_000_003``; a training loop that passes a seed made of (run seed, step index)
+    gives resumed and distributed runs the same operators. :meth:`references` gives one fixed operator per ratio (Phi seeded by
+    ``seed``), for validation and for the saved model (the first one).
+    """
+
+    def __init__(self, ratios, block_size: int = BLOCK, noise_level: float = 0.0, seed: int = 0):
+        require(len(ratios) > 0, "physics 'cs' ratio list is empty: give e.g. [0.1, 0.25, 0.5]")
+        self.ratios = [check_ratio(r) for r in ratios]
+        self.block_size, self.noise_level, self.seed = int(block_size), float(noise_level), int(seed)
+        self._references = [BlockCS.gaussian(r, self.block_size, self.seed, noise_level=self.noise_level)
+                            for r in self.ratios]
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def step(self, seed: int | None = None) -> BlockCS:
+        """The next operator (see the class docstring)."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        s = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator)) if seed is None else int(seed)
+        ratio = self.ratios[int(torch.randint(0, len(self.ratios), (1,), generator=torch.Generator().manual_seed(s)))]
+        return BlockCS.gaussian(ratio, self.block_size, (s + 1_000_003) % 2 ** 63, noise_level=self.noise_level)
+
+    def references(self) -> list[BlockCS]:
+        return list(self._references)

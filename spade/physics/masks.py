@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import SpadeError, require
+from ..errors import require
+from .arrays import read_array
 
 
 def _check(shape, acceleration, center_fraction):
@@ -100,34 +101,9 @@ def variable_density_mask(shape, acceleration: float, center_fraction: float = 0
 
 def load_mask(path: str | Path, key: str = "mask_matrix") -> torch.Tensor:
     """Read a 0/1 mask of shape (H, W) from a ``.mat`` file (``key``) or a ``.npy`` file."""
-    path = Path(path)
-    require(path.is_file(), f"mask file {path} does not exist: give a .mat or .npy mask")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".mat":
-            from scipy.io import loadmat
-
-            content = loadmat(str(path))
-            if key not in content:
-                keys = sorted(k for k in content if not k.startswith("__"))
-                raise SpadeError(f"mask file {path} has no key '{key}' (it has {keys}): "
-                                 "pass the right key")
-            array = np.asarray(content[key])
-        elif suffix == ".npy":
-            array = np.load(str(path), allow_pickle=False)
-        else:
-            raise SpadeError(f"mask file {path} is neither .mat nor .npy")
-    except SpadeError:
-        raise
-    except Exception as exc:  # unreadable or corrupt file
-        raise SpadeError(f"cannot read mask file {path}: {exc.__class__.__name__}: {exc}") from None
+    array = read_array(path, key, "mask")
     require(array.ndim == 2, f"mask in {path} has shape {array.shape}: expected a 2-D (H, W) array")
     values = np.unique(array)
     require(np.all(np.isin(values, [0, 1])),
             f"mask in {path} has values other than 0 and 1 ({values[:5]}...): expected a binary mask")
     return torch.from_numpy(array.astype(np.float32))
-
-
-def sampling_rate(mask: torch.Tensor) -> float:
-    """Fraction of k-space that a mask samples."""
-    return float(mask.float().mean())

@@ -11,7 +11,12 @@ Conventions
   ``centered=False`` the plain ``fft2`` (ISTA-Net+: the normal operator is then exactly
   ``Re(IFFT2(mask * FFT2(x)))``);
 * coil maps ``S``: (N, H, W) complex, normalised to sum-of-squares 1 by
-  :func:`simulate_coil_maps`; given maps are used as they are.
+  :func:`simulate_coil_maps`; given maps are used as they are. Per-sample maps
+  (B, N, H, W), such as a network's estimate, make an operator for one batch
+  (:meth:`MRI.with_coil_maps`).
+* images for the network: a real test image becomes the real part of a complex image
+  (zero imaginary channel, :meth:`MRI.to_domain`); reconstructions are scored as
+  magnitude images (:meth:`MRI.to_image`); test images are centre-cropped to the mask.
 """
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ import torch
 
 from ..errors import require
 from .base import LinearPhysics, batch_scalar
+from .masks import equispaced_mask, load_mask, random_mask, variable_density_mask
+from .noise import GaussianNoise
+
+_MASKS = {"equispaced": equispaced_mask, "random": random_mask, "variable-density": variable_density_mask}
 
 
 def fft2(x: torch.Tensor, centered: bool) -> torch.Tensor:
@@ -86,10 +95,21 @@ def simulate_coil_maps(n_coils: int, shape, seed: int = 0) -> torch.Tensor:
     return (maps / sos).to(torch.complex64)
 
 
+def center_crop(x: torch.Tensor, shape) -> torch.Tensor:
+    """The centred (h, w) = ``shape`` part of (..., H, W)."""
+    h, w = x.shape[-2:]
+    th, tw = shape
+    top, left = (h - th) // 2, (w - tw) // 2
+    return x[..., top:top + th, left:left + tw]
+
+
 class MRI(LinearPhysics):
     """Cartesian single- or multi-coil MRI with orthonormal FFTs (see module docstring)."""
 
     kind = "mri"
+    protocols = ("fastmri", "ista-mri")
+    config_keys = frozenset({"shape", "mask", "acceleration", "center_fraction", "seed", "coils", "real_image",
+                             "centered", "mask_key"})
 
     def __init__(self, mask: torch.Tensor, coil_maps: torch.Tensor | None = None,
                  real_image: bool = False, centered: bool = True, noise_level: float = 0.0):
@@ -103,9 +123,9 @@ class MRI(LinearPhysics):
                 require(coil_maps.shape[-1] == 2,
                         "real coil maps must have a trailing real/imag axis of size 2")
                 coil_maps = torch.view_as_complex(coil_maps.float().contiguous())
-            require(coil_maps.dim() == 3 and tuple(coil_maps.shape[-2:]) == tuple(mask.shape),
-                    f"coil maps have shape {tuple(coil_maps.shape)}: expected (N, H, W) with "
-                    f"(H, W) = {tuple(mask.shape)}, the mask's shape")
+            require(coil_maps.dim() in (3, 4) and tuple(coil_maps.shape[-2:]) == tuple(mask.shape),
+                    f"coil maps have shape {tuple(coil_maps.shape)}: expected (N, H, W) or per-sample "
+                    f"(B, N, H, W) with (H, W) = {tuple(mask.shape)}, the mask's shape")
             require(not real_image, "multi-coil MRI needs complex images (real_image=False)")
             self.register_buffer("coil_maps", torch.view_as_real(coil_maps.to(torch.complex64)).contiguous())
         else:
@@ -113,10 +133,42 @@ class MRI(LinearPhysics):
         self.real_image = bool(real_image)
         self.centered = bool(centered)
 
+    @classmethod
+    def from_config(cls, config):
+        """Settings: ``shape`` [H, W] (required unless ``mask`` is a file), ``mask``
+        (``equispaced`` | ``random`` | ``variable-density`` | path to .mat/.npy;
+        ``equispaced``), ``acceleration`` (4), ``center_fraction`` (0.08), ``seed`` (0),
+        ``coils`` (1; more simulates smooth coil maps), ``real_image`` (false),
+        ``centered`` (true; false for unshifted masks such as ISTA-Net+'s),
+        ``mask_key`` ("mask_matrix"), ``noise_level`` (0)."""
+        mask_name = str(config.get("mask", "equispaced"))
+        seed = int(config.get("seed", 0))
+        if mask_name in _MASKS:
+            require("shape" in config, "physics 'mri' with a generated mask needs 'shape' [H, W]")
+            shape = tuple(int(s) for s in config["shape"])
+            args = (shape, float(config.get("acceleration", 4)), float(config.get("center_fraction", 0.08)))
+            mask = _MASKS[mask_name](*args) if mask_name == "equispaced" else _MASKS[mask_name](*args, seed=seed)
+        else:
+            mask = load_mask(mask_name, config.get("mask_key", "mask_matrix"))
+            if "shape" in config:
+                require(tuple(config["shape"]) == tuple(mask.shape),
+                        f"mask {mask_name} is {tuple(mask.shape)}, not the requested shape {tuple(config['shape'])}")
+        coils = int(config.get("coils", 1))
+        require(coils >= 1, f"coils = {coils}: give 1 (single-coil) or more")
+        maps = simulate_coil_maps(coils, mask.shape, seed) if coils > 1 else None
+        return cls(mask, coil_maps=maps, real_image=bool(config.get("real_image", False)),
+                   centered=bool(config.get("centered", True)), noise_level=float(config.get("noise_level", 0.0)))
+
+    def with_coil_maps(self, coil_maps: torch.Tensor) -> "MRI":
+        """The same mask and FFT with other coil maps, (N, H, W) or per-sample
+        (B, N, H, W) complex (e.g. maps a network estimated for this batch)."""
+        return MRI(self.mask, coil_maps=coil_maps, real_image=False, centered=self.centered,
+                   noise_level=self.noise_level)
+
     # ------------------------------------------------------------------------------
     @property
     def n_coils(self) -> int:
-        return 1 if self.coil_maps is None else self.coil_maps.shape[0]
+        return 1 if self.coil_maps is None else self.coil_maps.shape[-4]
 
     def _maps(self) -> torch.Tensor:
         return torch.view_as_complex(self.coil_maps)
@@ -161,16 +213,40 @@ class MRI(LinearPhysics):
         k = (kz + gamma * ky) / (1 + gamma * self.mask)
         return from_complex(ifft2(k, self.centered), real_image=False)
 
-    def noise(self, y, sigma, generator):
-        """Complex white noise of standard deviation ``sigma`` per real component, at
-        the sampled k-space locations only."""
-        if sigma == 0:
-            return y
-        n = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        return y + sigma * n * self.mask.unsqueeze(-1)
+    def noise(self, y: torch.Tensor, model: GaussianNoise, seed: int | None = None) -> torch.Tensor:
+        """Noise of ``model`` (per real component) at the sampled k-space locations only."""
+        return model(y, seed) * self.mask.unsqueeze(-1)
 
-    def image_shape(self, y):
-        return (y.shape[0], 1 if self.real_image else 2, *self.mask.shape)
+    # --- images ---------------------------------------------------------------------
+    def image_shape(self, side=None, channels: int = 1):
+        """(1, H, W): grey images of the mask's size (``side`` and ``channels`` unused)."""
+        return (1, *self.mask.shape)
+
+    def to_domain(self, x):
+        """Complex images: a zero imaginary channel appended."""
+        return x if self.real_image else torch.cat([x, torch.zeros_like(x)], dim=1)
+
+    def to_image(self, x):
+        """Complex images: their magnitude; real images as they are."""
+        return x if self.real_image else magnitude(x)
+
+    def crop_image(self, x):
+        """The centre of the image, of the mask's size."""
+        shape = tuple(self.mask.shape)
+        require(x.shape[-2] >= shape[0] and x.shape[-1] >= shape[1],
+                f"the image is {tuple(x.shape[-2:])}, smaller than the {shape} k-space mask")
+        return center_crop(x, shape)
+
+    def default_patch(self):
+        """The (square) mask side."""
+        h, w = self.mask.shape
+        require(h == w, f"patch training for MRI needs a square mask (this one is {h}x{w})")
+        return int(h)
+
+    def check_patch(self, size, what="patch size"):
+        require(tuple(self.mask.shape) == (size, size),
+                f"{what} {size} does not match the MRI mask {tuple(self.mask.shape)}")
+        return size
 
     # ------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:

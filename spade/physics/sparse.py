@@ -21,6 +21,7 @@ import torch
 
 from ..errors import require
 from .base import LinearPhysics
+from .noise import SNRNoise
 
 
 def gaussian_matrix(m: int, n: int, seed: int = 0) -> torch.Tensor:
@@ -50,6 +51,8 @@ class SparseRecovery(LinearPhysics):
     """``y = A x + n`` for code vectors (see module docstring)."""
 
     kind = "sparse"
+    protocols = ("nmse",)
+    config_keys = frozenset({"m", "n", "seed", "snr_db"})
 
     def __init__(self, matrix: torch.Tensor, snr_db: float | None = None, noise_level: float = 0.0, seed: int | None = None):
         super().__init__(noise_level)
@@ -58,13 +61,24 @@ class SparseRecovery(LinearPhysics):
                 f"sparse-recovery matrix has shape {tuple(matrix.shape)}: expected (m, n) with m <= n")
         if snr_db is not None and math.isinf(snr_db):
             snr_db = None
-        require(snr_db is None or snr_db > -100, f"SNR {snr_db} dB is not a usable signal-to-noise ratio")
         self.snr_db = None if snr_db is None else float(snr_db)
+        if self.snr_db is not None:
+            self.noise_model = SNRNoise(self.snr_db)
         self.seed = seed
         self.register_buffer("matrix", matrix.contiguous())
         gram = matrix.double() @ matrix.double().T
         self.register_buffer("pinv", torch.linalg.solve(gram, matrix.double()).T.float().contiguous())  # (n, m)
         self.lipschitz = float(torch.linalg.matrix_norm(matrix.double(), ord=2) ** 2)
+
+    @classmethod
+    def from_config(cls, config):
+        """Settings: ``m`` (250), ``n`` (500), ``seed`` (0) of the Gaussian matrix,
+        ``snr_db`` (inf = noiseless; 40 in the classic noisy setting), ``noise_level`` (0;
+        an absolute standard deviation, used only without ``snr_db``)."""
+        snr = config.get("snr_db", math.inf)
+        require(isinstance(snr, (int, float)), f"snr_db = {snr!r} is not a number: give e.g. 40 or inf")
+        return cls.gaussian(int(config.get("m", 250)), int(config.get("n", 500)), int(config.get("seed", 0)),
+                            snr_db=float(snr), noise_level=float(config.get("noise_level", 0.0)))
 
     @classmethod
     def gaussian(cls, m: int = 250, n: int = 500, seed: int = 0, **kwargs) -> "SparseRecovery":
@@ -92,19 +106,9 @@ class SparseRecovery(LinearPhysics):
         self.A_adjoint(y)  # shape check
         return y @ self.pinv.T
 
-    def simulate(self, x: torch.Tensor, noise_level: float | None = None, seed: int | None = None) -> torch.Tensor:
-        """``A x`` plus noise at the operator's SNR (or of standard deviation ``noise_level``)."""
-        y = self.A(x)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=x.device).manual_seed(int(seed))
-        if noise_level is not None or self.snr_db is None:
-            return self.noise(y, self.noise_level if noise_level is None else float(noise_level), generator)
-        sigma = y.norm(dim=1, keepdim=True) / math.sqrt(self.m) * 10 ** (-self.snr_db / 20)
-        return y + sigma * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-
-    def image_shape(self, y):
-        return (y.shape[0], self.n)
+    def image_shape(self, side=None, channels: int = 1):
+        """(n,): codes, not images (``side`` and ``channels`` unused)."""
+        return (self.n,)
 
     def _derived_buffers(self) -> set[str]:
         return {"pinv"}
@@ -124,5 +128,5 @@ def ista(y: torch.Tensor, physics: SparseRecovery, lam: float = 0.1, iterations:
     lip = physics.lipschitz
     x = y.new_zeros(y.shape[0], physics.n)
     for _ in range(iterations):
-        x = soft_threshold(x - physics.A_adjoint(physics.A(x) - y) / lip, lam / lip)
+        x = soft_threshold(physics.gradient_step(x, y, 1 / lip), lam / lip)
     return x

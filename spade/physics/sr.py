@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpadeError, require
+from .arrays import read_array
 from .base import LinearPhysics, batch_scalar
 
 SCALES = (2, 3, 4)
@@ -78,19 +79,9 @@ def make_kernel(spec: str, scale: int) -> torch.Tensor:
         except ValueError:
             raise SpadeError(f"kernel '{spec}': the Gaussian width is not a number (e.g. gaussian:1.6)") from None
         return gaussian_kernel(sigma, scale)
-    path = Path(spec)
-    if path.suffix.lower() in (".npy", ".mat"):
-        require(path.is_file(), f"kernel file {path} does not exist")
-        if path.suffix.lower() == ".npy":
-            array = np.load(str(path), allow_pickle=False)
-        else:
-            from scipy.io import loadmat
-
-            content = loadmat(str(path))
-            require("kernel" in content, f"kernel file {path} has no key 'kernel'")
-            array = content["kernel"]
-        array = np.asarray(array, dtype=np.float64)
-        require(array.ndim == 2 and array.sum() > 0, f"kernel in {path} is not a 2-D array with positive sum")
+    if Path(spec).suffix.lower() in (".npy", ".mat"):
+        array = np.asarray(read_array(spec, "kernel", "kernel"), dtype=np.float64)
+        require(array.ndim == 2 and array.sum() > 0, f"kernel in {spec} is not a 2-D array with positive sum")
         return torch.from_numpy(array / array.sum()).float()
     raise SpadeError(f"unknown kernel '{spec}': use 'bicubic', 'gaussian:SIGMA' or a .npy/.mat file")
 
@@ -108,6 +99,8 @@ class SuperResolution(LinearPhysics):
     """Blur + decimation by ``scale`` with circular boundary (see module docstring)."""
 
     kind = "sr"
+    protocols = ("sr",)
+    config_keys = frozenset({"scale", "kernel"})
 
     def __init__(self, scale: int, kernel: torch.Tensor | str = "bicubic", noise_level: float = 0.0,
                  kernel_name: str | None = None):
@@ -121,6 +114,13 @@ class SuperResolution(LinearPhysics):
         self.kernel_name = kernel_name or "custom"
         self.register_buffer("kernel", kernel)
         self._otf_cache: dict = {}
+
+    @classmethod
+    def from_config(cls, config):
+        """Settings: ``scale`` (required: 2, 3 or 4), ``kernel`` ("bicubic" |
+        "gaussian:SIGMA" | path), ``noise_level`` (0)."""
+        require("scale" in config, "physics 'sr' needs a 'scale' (2, 3 or 4)")
+        return cls(config["scale"], config.get("kernel", "bicubic"), noise_level=float(config.get("noise_level", 0.0)))
 
     def _otf(self, shape, like: torch.Tensor) -> torch.Tensor:
         key = (tuple(shape), like.device, like.dtype)
@@ -180,8 +180,18 @@ class SuperResolution(LinearPhysics):
         fx = (fr - otf.conj() * ratio) / alpha
         return torch.fft.ifft2(fx).real
 
-    def image_shape(self, y):
-        return (y.shape[0], y.shape[1], y.shape[2] * self.scale, y.shape[3] * self.scale)
+    def image_shape(self, side=None, channels: int = 1):
+        """(channels, side, side), ``side`` (256 by default) a multiple of the scale."""
+        return super().image_shape(side or 256, channels)
+
+    def crop_image(self, x):
+        """The top-left part whose sides are multiples of the scale."""
+        s = self.scale
+        return x[..., :(x.shape[-2] // s) * s, :(x.shape[-1] // s) * s]
+
+    def check_patch(self, size, what="patch size"):
+        require(size % self.scale == 0, f"{what} {size} is not a multiple of the SR scale {self.scale}")
+        return size
 
     def settings(self) -> dict[str, Any]:
         return {"scale": self.scale, "kernel": self.kernel_name, "noise_level": self.noise_level}

@@ -81,7 +81,7 @@ def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 
                    device: str | torch.device = "cpu") -> list[torch.Tensor]:
     """Measurements ``y`` of embedded photographs for a loaded model, one per seed (another
     crop and other noise each; ``spade.data.example_pair``)."""
-    channels = loaded.model.config.get("image_channels", 1) if loaded.physics.kind == "sr" else 1
+    channels = loaded.model.config.get("image_channels", 1)  # the physics uses them where colour is open (SR)
     return [example_pair(loaded.physics, batch, side, channels=channels, seed=s, device=device)[1] for s in seeds]
 
 

@@ -1,7 +1,7 @@
 """Data for the data-driven criteria and for depth ranking: a model's own measurements.
 
 Each image is brought to the network domain under the model's evaluation protocol
-(:func:`spade.evaluation.prepare`: padded to whole CS blocks, cropped to the MRI mask,
+(:func:`spade.data.prepare`: padded to whole CS blocks, cropped to the MRI mask,
 ...), measured with the model's physics (its own noise level, seeded per image) and
 paired with its ground truth: ``((y, physics), x)`` batches of one image each.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..data.images import Image
+from ..data.measurements import prepare
 from ..errors import require
-from ..evaluation import prepare
 from ..physics import LinearPhysics
 
 

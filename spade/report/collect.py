@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..data import load_images
+from ..data import channel_mode, load_images
 from ..errors import require
 from ..evaluation import PROTOCOLS, evaluate
 from ..fileio import atomic_path
@@ -112,7 +112,7 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
     data = e.get("data") or data
     require(data, f"model {e['name']}: no test images to evaluate on")
     proto = e.get("protocol") or protocol or lm.spec.get("protocol") or get_family(e["family"]).protocol
-    channels = "rgb" if proto == "sr" and lm.model.config.get("image_channels", 1) == 3 else "y"
+    channels = channel_mode(lm.model.config.get("image_channels", 1))
     log(f"evaluating {e['name']} on {data} ({proto})")
     ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1)
     first = ev.per_image[0]
