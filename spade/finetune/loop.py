@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -160,45 +160,25 @@ def _data_stream(mode: str, images: list[Image], codes: float | None, name: str,
                                        "batch(es) per epoch; ground truth discarded after measuring")
 
 
-def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, strategy="supervised", *,
-             teacher: nn.Module | None = None, options: dict[str, dict] | None = None, val=None,
-             protocol: str | None = None, checkpoint: str | Path | None = None, resume: bool = False,
-             device: str | torch.device = "cpu", progress: bool = True, log: Callable[[str], None] | None = None,
-             data_name: str | None = None, val_name: str | None = None, test_time: bool = False,
-             **settings) -> tuple[nn.Module, History]:
-    """Train ``model`` in place; returns ``(model, history)``. Also trains from scratch.
+@dataclass
+class _Data:
+    """What a run trains on, resolved and checked (see :func:`_resolve_data`)."""
 
-    Args:
-        model: any ``nn.Module`` called as ``model(y, physics[, return_aux=True])``.
-        physics: the operator, or a :class:`RandomBlockCS` (new ratio and Phi every step).
-        data: images (a source name / folder for :func:`spade.data.load_images`, or a list
-            of :class:`spade.data.Image`): the training split (patch data) or the test
-            images whose measurements are used (measurement data; see ``data_mode``).
-            Sparse recovery trains on fresh codes: ``"bernoulli-gaussian[:P]"``.
-        strategy: ``"supervised"``, ``"school:1,self-supervised:0.5"``, ``{"school": 1}``.
-        teacher: frozen network for strategies that use one (``school``).
-        options: per-strategy options, e.g. ``{"supervised": {"metric": "ssim"}}``.
-        val: held-out validation images (source or list), disjoint from ``data``;
-            validation scores mean PSNR under ``protocol`` (default by physics kind).
-        checkpoint: file for checkpoints (every ``checkpoint_every`` steps); ``resume``
-            continues from it. Without ``resume`` an existing checkpoint is an error.
-        data_name, val_name: how logs and the history name the data (default: the source).
-        test_time: ``data`` are the very images the model will be scored on (test-time
-            adaptation): their measurements are used, never their ground truth, and the
-            history records ``finetune_data = "test"``; otherwise ``"train:<data_name>"``.
-        settings: :class:`TrainConfig` fields (``steps``/``epochs``, ``lr``, ``batch``...).
-    """
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    cfg = TrainConfig.from_mapping(settings, "training settings")
-    terms = build_strategies(strategy, options)
-    spec_text = strategy if isinstance(strategy, str) else ",".join(f"{k}:{v}" for k, v in dict(strategy).items())
-    device = torch.device(device)
-    rank, world = dist.rank(), dist.world_size()
-    main = rank == 0
+    stream: Any
+    used: str  #: PATCH_DATA or MEASUREMENT_DATA
+    detail: str  #: a line describing the data
+    name: str
+    protocol: str
+    mode: str
+    n_images: int
+    val: list[Image]
+    val_name: str
 
-    needs_teacher = [s.name for _, s in terms if s.uses_teacher]
-    require(not needs_teacher or teacher is not None, f"strategy {needs_teacher} needs a teacher model (--teacher)")
-    require(teacher is None or needs_teacher, "a teacher is given but no strategy uses one (add 'school')")
+
+def _resolve_data(model, physics, data, val, terms, cfg: TrainConfig, protocol, data_name, val_name,
+                  test_time: bool, device) -> _Data:
+    """The data mode (patches or whole-image measurements), the validation protocol and
+    the streams, after every check on how the strategies may use the data."""
     uses_gt = [s.name for _, s in terms if s.uses_ground_truth]
     refs = physics.references()
     sparse = isinstance(refs[0], SparseRecovery)
@@ -211,7 +191,6 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
             "a list of CS ratios (random physics per step) needs data_mode 'patches'")
     protocol = protocol or refs[0].protocols[0]
     require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
-
     if sparse:
         require(mode == "patches", "sparse recovery trains on fresh codes: use data_mode 'patches' (or 'auto')")
         require(val is None and cfg.val_every == 0 and cfg.patience == 0,
@@ -226,133 +205,201 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
         check_disjoint(images, val_images)
     require(val_images or (cfg.val_every == 0 and cfg.patience == 0),
             "val_every and patience need validation images (val / holdout)")
-
     stream, used, detail = _data_stream(mode, images, codes, data_name, physics, protocol, cfg, device)
-    total = cfg.steps or cfg.epochs * stream.steps_per_epoch
-    every = cfg.checkpoint_every or max(1, total // 10)
-    history = History(spec_text, used, data_name, protocol, total,
-                      finetune_data=TEST_TIME if test_time else f"train:{data_name}")
+    return _Data(stream, used, detail, data_name, protocol, mode, len(images), val_images, val_name)
+
+
+class _Run:
+    """The state of one training run: optimisation, checkpoints, validation, history."""
+
+    def __init__(self, model, objective, cfg: TrainConfig, history: History, data: _Data, physics, ckpt,
+                 fingerprint: dict, device, log):
+        self.model, self.objective, self.cfg, self.history, self.data = model, objective, cfg, history, data
+        self.physics, self.ckpt, self.fingerprint, self.device, self.log = physics, ckpt, fingerprint, device, log
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        require(len(self.params) > 0, "the model has no trainable parameters")
+        self.optimizer = _optimizer(cfg, self.params)
+        self.scheduler = _scheduler(cfg, self.optimizer, history.total_steps)
+        self.main = dist.rank() == 0
+        self.best_state, self.bad, self.last_saved = None, 0, None
+
+    def restore(self, resume: bool) -> int:
+        """The step to start from: 0, or the checkpoint's (seeding the run when new)."""
+        ckpt, history = self.ckpt, self.history
+        if ckpt is None or not ckpt.exists():
+            torch.manual_seed(self.cfg.seed)
+            return 0
+        require(resume, f"checkpoint {ckpt} of an unfinished run exists: resume it (--resume) or delete it")
+        blob = load_checkpoint(ckpt)
+        diff = fingerprint_differences(blob["run"]["fingerprint"], self.fingerprint)
+        require(not diff, f"checkpoint {ckpt} belongs to another run ({'; '.join(diff)[:300]})")
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        set_rng_state(blob["rng"])
+        run = blob["run"]
+        history.steps, history.validations = run["history"]["steps"], run["history"]["validations"]
+        history.best_step, history.best_psnr, self.bad = run["best_step"], run["best_psnr"], run["bad_validations"]
+        history.seconds, history.samples = run.get("seconds", 0.0), run.get("samples", 0)
+        history.resumed_from = self.last_saved = blob["step"]
+        self.best_state = blob["best"]["state"]
+        if self.main:
+            self.log(f"resuming from step {blob['step']} of {history.total_steps} ({ckpt})")
+        return blob["step"]
+
+    def save(self, step: int) -> None:
+        h = self.history
+        if self.ckpt is not None and self.main:
+            run = {"fingerprint": self.fingerprint, "history": {"steps": h.steps, "validations": h.validations},
+                   "best_step": h.best_step, "best_psnr": h.best_psnr, "bad_validations": self.bad,
+                   "seconds": h.seconds, "samples": h.samples}
+            save_checkpoint(self.ckpt, step, self.model, self.optimizer, self.scheduler, self.best_state, run)
+        dist.barrier()
+        self.last_saved = step
+
+    def validate(self, step: int) -> None:
+        """Mean validation PSNR over the reference operators; keeps the best weights."""
+        mean = torch.zeros(())
+        if self.main:
+            scores = [evaluate(self.model, p, self.data.val, self.data.protocol, noise_level=self.cfg.noise_level,
+                               seed=self.cfg.seed, device=self.device).mean("psnr") for p in self.physics.references()]
+            mean = torch.tensor(sum(scores) / len(scores), dtype=torch.float64)
+        score = float(dist.from_main(mean.to(self.device)))
+        self.model.train()
+        h = self.history
+        h.validations.append({"step": step, "psnr": score})
+        if h.best_psnr is None or score > h.best_psnr:
+            h.best_psnr, h.best_step, self.bad = score, step, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad += 1
+
+    def step(self, step: int, teacher) -> dict:
+        """One optimisation step (``step`` counts from 0); returns the progress-bar fields."""
+        began = time.perf_counter()
+        cfg, world = self.cfg, dist.world_size()
+        step_physics = physics_at(self.physics, step, cfg.seed).to(self.device)
+        batch = self.data.stream.batch(step, step_physics, dist.rank(), world, self.device)
+        generator = torch.Generator().manual_seed(sample_seed(cfg.seed, step))
+        loss, parts, x_net = self.objective(batch.y, batch.x, step_physics, key=batch.key, generator=generator,
+                                            teacher=teacher)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * batch.weight).backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip if cfg.clip > 0 else math.inf)
+        values = torch.stack([loss.detach(), *(v.detach() for v in parts.values())]).double() * batch.weight
+        values = dist.sum_over_processes(values) / world
+        if not (bool(torch.isfinite(values).all()) and bool(torch.isfinite(norm))):
+            where = (f"the last good checkpoint is {self.ckpt} (step {self.last_saved})"
+                     if self.last_saved and self.ckpt else "no checkpoint was written")
+            raise SpadeError(f"training stopped at step {step + 1}: loss {float(values[0]):.4g}, gradient norm "
+                             f"{float(norm):.4g} (not finite); {where}: lower the learning rate or clip gradients")
+        self.optimizer.step()
+        self.scheduler.step()
+        h = self.history
+        h.seconds += time.perf_counter() - began
+        h.samples += cfg.batch
+        record = {"step": step + 1, "loss": float(values[0]), "lr": self.optimizer.param_groups[0]["lr"]}
+        record.update({name: float(v) for name, v in zip(parts, values[1:])})
+        h.steps.append(record)
+        shown = {"loss": f"{record['loss']:.4g}", "samples/s": f"{h.samples_per_second:.1f}"}
+        if batch.x is not None:
+            shown["psnr"] = f"{psnr(x_net, batch.x, data_range=1.0):.2f}"
+        return shown
+
+    def finish(self, step: int) -> None:
+        """Close the history; restore the best validated weights."""
+        h = self.history
+        h.stopped = h.stopped or f"completed {step} steps"
+        if h.samples_per_second:
+            h.stopped += f" ({h.seconds:.0f} s of training, {h.samples_per_second:.1f} samples/s)"
+        if self.best_state is not None and h.best_step != step:
+            self.model.load_state_dict(self.best_state)
+            h.stopped += f"; restored the weights of step {h.best_step} (best validation PSNR)"
+        if self.main:
+            self.log(h.stopped)
+
+
+def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, strategy="supervised", *,
+             teacher: nn.Module | None = None, options: dict[str, dict] | None = None, val=None,
+             protocol: str | None = None, checkpoint: str | Path | None = None, resume: bool = False,
+             device: str | torch.device = "cpu", progress: bool = True, log: Callable[[str], None] | None = None,
+             data_name: str | None = None, val_name: str | None = None, test_time: bool = False,
+             **settings) -> tuple[nn.Module, History]:
+    """Train ``model`` in place; returns ``(model, history)``. Also trains from scratch.
+
+    Args:
+        model: any ``nn.Module`` called as ``model(y, physics[, return_aux=True])``.
+        physics: the operator, or a :class:`RandomBlockCS` (new ratio and Phi every step).
+        data: images (a source name / folder for :func:`spade.data.load_images`, or a list
+            of :class:`spade.data.Image`): training images, measured as random patches
+            (or, with ``data_mode="measurements"``, whole). Sparse recovery trains on
+            fresh codes: ``"bernoulli-gaussian[:P]"``.
+        strategy: ``"supervised"``, ``"school:1,self-supervised:0.5"``, ``{"school": 1}``.
+        teacher: frozen network for strategies that use one (``school``).
+        options: per-strategy options, e.g. ``{"supervised": {"metric": "ssim"}}``.
+        val: held-out validation images (source or list), disjoint from ``data``;
+            validation scores mean PSNR under ``protocol`` (default by physics kind).
+        checkpoint: file for checkpoints (every ``checkpoint_every`` steps); ``resume``
+            continues from it. Without ``resume`` an existing checkpoint is an error.
+        data_name, val_name: how logs and the history name the data (default: the source).
+        test_time: ``data`` are the very images the model will be scored on (test-time
+            adaptation): their measurements are used (whole, by default), never their
+            ground truth, and the history records ``finetune_data = "test"``; otherwise
+            ``"train:<data_name>"``.
+        settings: :class:`TrainConfig` fields (``steps``/``epochs``, ``lr``, ``batch``...).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    cfg = TrainConfig.from_mapping(settings, "training settings")
+    terms = build_strategies(strategy, options)
+    spec_text = strategy if isinstance(strategy, str) else ",".join(f"{k}:{v}" for k, v in dict(strategy).items())
+    device = torch.device(device)
+    needs_teacher = [s.name for _, s in terms if s.uses_teacher]
+    require(not needs_teacher or teacher is not None, f"strategy {needs_teacher} needs a teacher model (--teacher)")
+    require(teacher is None or needs_teacher, "a teacher is given but no strategy uses one (add 'school')")
+    data = _resolve_data(model, physics, data, val, terms, cfg, protocol, data_name, val_name, test_time, device)
+    total = cfg.steps or cfg.epochs * data.stream.steps_per_epoch
+    history = History(spec_text, data.used, data.name, data.protocol, total,
+                      finetune_data=TEST_TIME if test_time else f"train:{data.name}")
 
     model.to(device).train()
     if teacher is not None:
         teacher.to(device).eval().requires_grad_(False)
     objective: nn.Module = Objective(model, terms, cfg.regularizer)
-    if world > 1:
+    if dist.world_size() > 1:
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    require(len(params) > 0, "the model has no trainable parameters")
-    optimizer = _optimizer(cfg, params)
-    scheduler = _scheduler(cfg, optimizer, total)
-
     fingerprint = json.loads(json.dumps({"settings": cfg.fingerprint(), "strategy": spec_text, "options": options or {},
-                                         "data": data_name, "n_images": len(images), "mode": mode,
+                                         "data": data.name, "n_images": data.n_images, "mode": data.mode,
                                          "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}))
-    start, best_state, bad = 0, None, 0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        require(resume, f"checkpoint {ckpt} of an unfinished run exists: resume it (--resume) or delete it")
-        blob = load_checkpoint(ckpt)
-        diff = fingerprint_differences(blob["run"]["fingerprint"], fingerprint)
-        require(not diff, f"checkpoint {ckpt} belongs to another run ({'; '.join(diff)[:300]})")
-        model.load_state_dict(blob["model"])
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        set_rng_state(blob["rng"])
-        start, best_state = blob["step"], blob["best"]["state"]
-        run = blob["run"]
-        history.steps, history.validations = run["history"]["steps"], run["history"]["validations"]
-        history.best_step, history.best_psnr, bad = run["best_step"], run["best_psnr"], run["bad_validations"]
-        history.seconds, history.samples = run.get("seconds", 0.0), run.get("samples", 0)
-        history.resumed_from = start
-        if main:
-            log(f"resuming from step {start} of {total} ({ckpt})")
-    else:
-        torch.manual_seed(cfg.seed)
-    if main:
-        log(f"strategy: {spec_text}; data: {used} — {detail}")
-        if val_images:
-            log(f"validation: {len(val_images)} held-out images of {val_name} ({protocol})")
+    run = _Run(model, objective, cfg, history, data, physics, Path(checkpoint) if checkpoint else None, fingerprint,
+               device, log)
+    start = run.restore(resume)
+    if run.main:
+        log(f"strategy: {spec_text}; data: {data.used} — {data.detail}")
+        if data.val:
+            log(f"validation: {len(data.val)} held-out images of {data.val_name} ({data.protocol})")
 
-    def write_checkpoint(step: int) -> None:
-        if ckpt is not None and main:
-            run = {"fingerprint": fingerprint, "history": {"steps": history.steps, "validations": history.validations},
-                   "best_step": history.best_step, "best_psnr": history.best_psnr, "bad_validations": bad,
-                   "seconds": history.seconds, "samples": history.samples}
-            save_checkpoint(ckpt, step, model, optimizer, scheduler, best_state, run)
-        dist.barrier()
-
-    def validate(step: int) -> float:
-        mean = torch.zeros(())
-        if main:
-            scores = [evaluate(model, p, val_images, protocol, noise_level=cfg.noise_level, seed=cfg.seed,
-                               device=device).mean("psnr") for p in refs]
-            mean = torch.tensor(sum(scores) / len(scores), dtype=torch.float64)
-        score = float(dist.from_main(mean.to(device)))
-        model.train()
-        history.validations.append({"step": step, "psnr": score})
-        return score
-
-    bar = tqdm(total=total, initial=start, disable=not (progress and main), desc=spec_text, dynamic_ncols=True,
+    every = cfg.checkpoint_every or max(1, total // 10)
+    bar = tqdm(total=total, initial=start, disable=not (progress and run.main), desc=spec_text, dynamic_ncols=True,
                file=sys.stderr)
-    last_saved = start if start else None
     step = start
     try:
         while step < total:
-            began = time.perf_counter()
-            step_physics = physics_at(physics, step, cfg.seed).to(device)
-            batch = stream.batch(step, step_physics, rank, world, device)
-            generator = torch.Generator().manual_seed(sample_seed(cfg.seed, step))
-            loss, parts, x_net = objective(batch.y, batch.x, step_physics, key=batch.key, generator=generator,
-                                           teacher=teacher)
-            optimizer.zero_grad(set_to_none=True)
-            (loss * batch.weight).backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
-            values = torch.stack([loss.detach(), *(v.detach() for v in parts.values())]).double() * batch.weight
-            values = dist.sum_over_processes(values) / world
-            if not (bool(torch.isfinite(values).all()) and bool(torch.isfinite(norm))):
-                where = (f"the last good checkpoint is {ckpt} (step {last_saved})" if last_saved and ckpt
-                         else "no checkpoint was written")
-                raise SpadeError(f"training stopped at step {step + 1}: loss {float(values[0]):.4g}, gradient norm "
-                                 f"{float(norm):.4g} (not finite); {where}: lower the learning rate or clip gradients")
-            optimizer.step()
-            scheduler.step()
+            shown = run.step(step, teacher)
             step += 1
-            history.seconds += time.perf_counter() - began
-            history.samples += cfg.batch
-            record = {"step": step, "loss": float(values[0]), "lr": optimizer.param_groups[0]["lr"]}
-            record.update({name: float(v) for name, v in zip(parts, values[1:])})
-            history.steps.append(record)
-            shown = {"loss": f"{record['loss']:.4g}", "samples/s": f"{history.samples_per_second:.1f}"}
-            if batch.x is not None:
-                shown["psnr"] = f"{psnr(x_net, batch.x, data_range=1.0):.2f}"
-            if val_images and (step == total or (cfg.val_every and step % cfg.val_every == 0)):
-                score = validate(step)
-                if history.best_psnr is None or score > history.best_psnr:
-                    history.best_psnr, history.best_step, bad = score, step, 0
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                else:
-                    bad += 1
+            if data.val and (step == total or (cfg.val_every and step % cfg.val_every == 0)):
+                run.validate(step)
             if history.validations:
                 shown["val"] = f"{history.validations[-1]['psnr']:.2f}"
             bar.set_postfix(shown, refresh=False)
             bar.update(1)
-            if cfg.patience and bad >= cfg.patience:
-                history.stopped = (f"early stopping at step {step}: no validation gain in {bad} validations "
+            if cfg.patience and run.bad >= cfg.patience:
+                history.stopped = (f"early stopping at step {step}: no validation gain in {run.bad} validations "
                                    f"(best {history.best_psnr:.2f} dB at step {history.best_step})")
                 break
             if step % every == 0 or step == total:
-                write_checkpoint(step)
-                last_saved = step
+                run.save(step)
     finally:
         bar.close()
-    if not history.stopped:
-        history.stopped = f"completed {step} steps"
-    if history.samples_per_second:
-        history.stopped += f" ({history.seconds:.0f} s of training, {history.samples_per_second:.1f} samples/s)"
-    if best_state is not None and history.best_step != step:
-        model.load_state_dict(best_state)
-        history.stopped += f"; restored the weights of step {history.best_step} (best validation PSNR)"
-    if main:
-        log(history.stopped)
+    run.finish(step)
     return model.eval(), history
