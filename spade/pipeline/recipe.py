@@ -186,18 +186,8 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
     return m
 
 
-def read_pipeline_recipe(path: str | Path) -> dict:
-    """The validated recipe with defaults filled (see the module docstring)."""
-    path = Path(path)
-    require(path.is_file(), f"recipe {path} does not exist")
-    try:
-        text = path.read_text()
-        raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpadeError(f"recipe {path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - TOP)
-    require(not unknown, f"recipe {path} has unknown key(s) {unknown}: allowed are {sorted(TOP)}")
-    base = path.resolve().parent
+def _models(raw: dict, base: Path) -> list[dict]:
+    """``[[models]]`` with ``[data]`` defaults filled; teachers of distilled models checked."""
     data = _table(raw.get("data", {}), "data", DATA)
     models = raw.get("models")
     require(isinstance(models, list) and models, "the recipe needs at least one [[models]] entry")
@@ -211,7 +201,11 @@ def read_pipeline_recipe(path: str | Path) -> dict:
                     f"models '{m['name']}': distill.teacher '{teacher}' must name another (not distilled) model "
                     f"of the recipe: {names}")
     require(any(m["role"] == "unpruned" for m in models), "the recipe needs at least one model with role 'unpruned'")
+    return models
 
+
+def _prune(raw: dict, models: list[dict]) -> dict:
+    """``[prune]``: the sweep (ratios x depths) and the criterion."""
     prune = _table(raw.get("prune", {}), "prune", PRUNE)
     ratios = prune.setdefault("ratios", [0.5])
     require(isinstance(ratios, list) and ratios, "[prune] ratios must be a non-empty list, e.g. [0.25, 0.5]")
@@ -239,7 +233,11 @@ def read_pipeline_recipe(path: str | Path) -> dict:
         require(not missing, f"[prune] importance '{prune['importance']}' / depth pruning needs training images "
                              f"(scored with their ground truth, so never the test set): give [data] train or "
                              f"[prune] data (models {missing})")
+    return prune
 
+
+def _finetune(raw: dict, models: list[dict]) -> dict:
+    """``[finetune]``: each strategy's settings, checked by the engine's schema."""
     finetune = _table(raw.get("finetune", {}), "finetune", FINETUNE | set(registered()))
     strategies = finetune.pop("strategies", [])
     require(isinstance(strategies, list), "[finetune] strategies must be a list, e.g. [\"school\"]")
@@ -262,7 +260,11 @@ def read_pipeline_recipe(path: str | Path) -> dict:
         missing = [m["name"] for m in models if m["role"] == "unpruned" and not m["train_data"]]
         require(not missing, f"fine-tuning uses training images, disjoint from the test images: give [data] train "
                              f"(or [finetune] test_time = true for test-time adaptation) (models {missing})")
+    return per_strategy
 
+
+def _profile(raw: dict) -> dict:
+    """``[profile]``: backends and timing settings."""
     profile = _table(raw.get("profile", {}), "profile", PROFILE)
     backends = profile.setdefault("backends", ["eager"])
     require(isinstance(backends, list) and backends and all(b in BACKENDS for b in backends),
@@ -272,13 +274,37 @@ def read_pipeline_recipe(path: str | Path) -> dict:
             _int(profile[key], f"[profile] {key}")
     if "min_run_time" in profile:
         _number(profile["min_run_time"], "[profile] min_run_time", 0.0, 60.0)
+    return profile
 
+
+def _budget(raw: dict, backends: list[str]) -> dict:
+    """``[budget]``: the latency-budget mode (empty: off)."""
     budget = _table(raw.get("budget", {}), "budget", BUDGET)
     if budget:
         budget["speedup"] = _number(budget.get("speedup"), "[budget] speedup", 1.0)
         budget.setdefault("backend", "eager")
         require(budget["backend"] in backends, f"[budget] backend '{budget['backend']}' is not profiled: "
                                                f"add it to [profile] backends {backends}")
+    return budget
+
+
+def read_pipeline_recipe(path: str | Path) -> dict:
+    """The validated recipe with defaults filled (see the module docstring)."""
+    path = Path(path)
+    require(path.is_file(), f"recipe {path} does not exist")
+    try:
+        text = path.read_text()
+        raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpadeError(f"recipe {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - TOP)
+    require(not unknown, f"recipe {path} has unknown key(s) {unknown}: allowed are {sorted(TOP)}")
+    base = path.resolve().parent
+    models = _models(raw, base)
+    prune = _prune(raw, models)
+    per_strategy = _finetune(raw, models)
+    profile = _profile(raw)
+    budget = _budget(raw, profile["backends"])
     report = _table(raw.get("report", {}), "report", REPORT)
     title = raw.get("title", path.stem)
     notes = raw.get("notes", "")
