@@ -1,12 +1,13 @@
 """Where training batches come from: the two data pipelines and the per-step physics.
 
-* :class:`PatchStream` — the **training split**: random patches (``spade.data.PatchDataset``)
-  of training images, or for sparse recovery fresh Bernoulli-Gaussian codes
+* :class:`PatchStream` — random patches (``spade.data.PatchDataset``) of training images
+  (the default for every strategy), or for sparse recovery fresh Bernoulli-Gaussian codes
   (``spade.data.CodeDataset``), measured on the fly with noise seeded per sample. Sample ``k`` of the
   run (``k = step * batch + j``) is a pure function of ``(seed, k)``, so a resumed or
   distributed run sees exactly the batches of a single uninterrupted one.
-* :class:`MeasurementSet` — the **test measurements themselves** (the SPADE protocol for
-  school and self-supervised fine-tuning): every image measured once, whole, exactly as
+* :class:`MeasurementSet` — whole images measured once (the default of test-time
+  adaptation, where the images are the test images themselves, as in the SPADE paper's
+  school and self-supervised fine-tuning): every image measured exactly as
   :func:`spade.evaluation.evaluate` measures it (:func:`spade.data.prepare`, noise seed
   ``seed + index``); the ground truth is dropped right after measuring. Measurements of
   equal shape are grouped into batches; an epoch visits every batch once, in an order
