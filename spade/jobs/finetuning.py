@@ -22,6 +22,26 @@ from ..models.io import load_model, save_model
 COMPUTED_SPEC_KEYS = {"format", "version", "family", "config", "shapes", "widths", "physics"}
 
 
+def strategy_options(names: list[str], loss: str | None = None, iterates: float | None = None,
+                     transforms=()) -> dict[str, dict]:
+    """The strategies' own options from the job's ``loss`` (supervised, school),
+    ``iterates`` (school) and ``transforms`` (self-supervised), for strategies ``names``."""
+    options: dict[str, dict] = {}
+    if loss:
+        targets = [n for n in ("supervised", "school") if n in names]
+        require(targets, "the loss option applies to supervised and school, which the strategy does not use")
+        for n in targets:
+            options.setdefault(n, {})["metric"] = loss
+    if iterates is not None:
+        require("school" in names, "the iterates option applies to school, which the strategy does not use")
+        options.setdefault("school", {})["iterates"] = iterates
+    if transforms:
+        require("self-supervised" in names,
+                "the transforms option applies to self-supervised, which the strategy does not use")
+        options.setdefault("self-supervised", {})["transforms"] = list(transforms)
+    return options
+
+
 @dataclass(frozen=True)
 class FinetuneJob:
     """Fine-tune ``model`` into ``out``.
@@ -63,20 +83,7 @@ class FinetuneJob:
     @property
     def options(self) -> dict[str, dict]:
         """Per-strategy options, e.g. ``{"school": {"iterates": 0.5}}``."""
-        names, options = self.names, {}
-        if self.loss:
-            targets = [n for n in ("supervised", "school") if n in names]
-            require(targets, "the loss option applies to supervised and school, which the strategy does not use")
-            for n in targets:
-                options.setdefault(n, {})["metric"] = self.loss
-        if self.iterates is not None:
-            require("school" in names, "the iterates option applies to school, which the strategy does not use")
-            options.setdefault("school", {})["iterates"] = self.iterates
-        if self.transforms:
-            require("self-supervised" in names,
-                    "the transforms option applies to self-supervised, which the strategy does not use")
-            options.setdefault("self-supervised", {})["transforms"] = list(self.transforms)
-        return options
+        return strategy_options(self.names, self.loss, self.iterates, self.transforms)
 
     @property
     def checkpoint(self) -> Path:

@@ -52,6 +52,7 @@ from ..errors import SpadeError, require
 from ..finetune.config import TrainConfig
 from ..finetune.strategies import available as registered
 from ..finetune.strategies import build_strategies, parse_spec
+from ..jobs.finetuning import strategy_options
 from ..models import get_family
 from ..profile import BACKENDS
 from ..prune import CRITERIA
@@ -131,15 +132,8 @@ def _finetune_settings(strategy: str, settings: dict) -> dict:
         options["transforms"] = tuple(t)
     train = {("noise_level" if k == "noise" else k): v for k, v in settings.items() if k not in OPTIONS}
     config = TrainConfig.from_mapping(train, where)
-    names = [n for n, _ in parse_spec(strategy)]
-    engine = {"loss": ("metric", ("supervised", "school")), "iterates": ("iterates", ("school",)),
-              "transforms": ("transforms", ("self-supervised",))}
-    per = {}
-    for key, value in options.items():
-        option, owners = engine[key]
-        for n in owners:
-            if n in names:
-                per.setdefault(n, {})[option] = list(value) if key == "transforms" else value
+    per = strategy_options([n for n, _ in parse_spec(strategy)], options.get("loss"), options.get("iterates"),
+                           options.get("transforms", ()))
     built = build_strategies(strategy, per)  # the strategies check their own options (names, ranges)
     uses_gt = [s.name for _, s in built if s.uses_ground_truth]
     require(not (test_time and uses_gt), f"{where}: test_time adapts to the test measurements, but {uses_gt} "

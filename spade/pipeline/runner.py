@@ -71,7 +71,7 @@ class Pipeline:
         for m in self.recipe["models"]:
             if "file" in m:
                 load_model(m["file"])
-            test = load_images(m["test"]) if m["test"] not in ("nmse",) else []
+            test = load_images(m["test"])
             if m["train_data"] and m["role"] == "unpruned":
                 check_disjoint(load_images(m["train_data"]), test)
 
