@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..data import example_pair, load_images
 from ..errors import require
+from ..macs import MACS_COUNTER
 from ..models.io import load_model, save_model
 from ..prune import CRITERIA, prune
 from ..prune.api import SCOPES, check_settings
@@ -10,8 +11,6 @@ from ..prune.data import measurement_batches
 from .common import add_device, add_json, device, emit_json, positive_int
 from .evaluate import DEFAULT_PROTOCOL
 
-MACS_COUNTER = ("torch.utils.flop_counter FLOPs / 2 for one inference call on the example input: convolutions "
-                "and matrix products, the physics' own included; FFTs and element-wise ops not counted")
 _SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths", "physics", "pruning")
 
 

@@ -1,4 +1,9 @@
-"""Reconstruction networks: registry, sharing modes, model files, importers."""
+"""Reconstruction networks: registry, sharing modes, model files, importers.
+
+Importing this package registers every family of the zoo (the registry itself imports
+no model).
+"""
+from . import coast, deq, du, hqs_sr, ista_net_plus, lista, varnet  # noqa: F401  (registers the families)
 from .base import ReconstructionNet
 from .io import LoadedModel, load_model, save_model
 from .registry import count_parameters, create_model, families, get_family

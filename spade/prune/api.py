@@ -7,10 +7,8 @@ layers loses ``ratio`` of its channels (``scope="uniform"``) or the least import
 in ``steps`` equal steps (the importance is recomputed after each). ``depth`` first
 removes that many unrolled iterations (see :mod:`spade.prune.depth`).
 
-MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) for one
-inference call on the example input: every convolution (transposed included) and
-matrix product, the physics' own operators included (e.g. block CS's sampling matrix);
-FFTs, element-wise operations and normalisation are not counted.
+MACs are counted by :class:`spade.macs.MacCounter` (the profiler's counter) for one
+inference call on the example input.
 """
 from __future__ import annotations
 
@@ -21,9 +19,9 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import SpadeError, require
+from ..macs import MacCounter
 from ..models.io import layer_widths
 from . import calls, criteria, width
 from .depth import DepthResult, prune_depth
@@ -66,26 +64,26 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, example) -> int:
     """Multiply-accumulates of one inference call (see module docstring)."""
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), calls.kept_state(model), calls.unrolled_checkpoints(), counter:
+    with torch.no_grad(), calls.kept_state(model), calls.unrolled_checkpoints(), MacCounter() as counter:
         model.eval()
         calls.guarded(model, example)
-    return int(counter.get_total_flops() // 2)
+    return counter.macs
 
 
 def check_settings(ratio, importance, scope, steps, round_to, depth, data) -> None:
     require(isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1,
             f"pruning ratio {ratio!r} is outside [0, 1): give the fraction of channels to remove, e.g. 0.5")
-    require(importance in criteria.CRITERIA,
-            f"unknown importance criterion '{importance}': choose one of {list(criteria.CRITERIA)}")
+    require(criteria.is_importance(importance) or importance in criteria.CRITERIA,
+            f"unknown importance criterion '{importance}': choose one of {list(criteria.CRITERIA)} or give a "
+            "torch_pruning.importance.Importance object")
     require(scope in SCOPES, f"unknown scope '{scope}': choose one of {list(SCOPES)}")
     require(isinstance(steps, int) and steps >= 1, f"steps = {steps!r}: give a whole number >= 1")
     require(round_to is None or (isinstance(round_to, int) and round_to >= 1),
             f"round_to = {round_to!r}: give a whole number >= 1 (or none)")
     require(depth is None or (isinstance(depth, int) and depth >= 1),
             f"depth = {depth!r}: give the number of iterations to remove (>= 1)")
-    require(importance not in criteria.DATA_CRITERIA or ratio == 0 or data is not None,
-            f"the '{importance}' criterion ranks channels on data: give data (batches of (inputs, target); "
+    require(criteria.data_kind(importance) is None or ratio == 0 or data is not None,
+            f"the '{criteria.label(importance)}' criterion ranks channels on data: give data (batches of (inputs, target); "
             "--data on the command line)")
 
 
@@ -126,11 +124,20 @@ def _protected(model: nn.Module, names: list[str]) -> set:
 
 
 def _scores(graph: Graph, group, importance) -> torch.Tensor | None:
-    imp = importance(graph.full_group(group))
-    return None if imp is None else imp.detach().float().cpu()
+    try:
+        imp = importance(graph.full_group(group))
+    except Exception as exc:  # a user's criterion: its own message, with the group it failed on
+        raise SpadeError(f"the importance criterion {type(importance).__name__} failed on {group.name}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if imp is None:
+        return None
+    require(isinstance(imp, torch.Tensor) and imp.numel() == group.width,
+            f"the importance criterion {type(importance).__name__} gave {getattr(imp, 'shape', type(imp).__name__)} "
+            f"for {group.name}: it must return one score per channel ({group.width})")
+    return imp.detach().float().cpu().flatten()
 
 
-def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str = "l1", scope: str = "uniform",
+def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1", scope: str = "uniform",
           steps: int = 1, round_to: int | None = None, depth: int | None = None, protect: Sequence = (),
           data: Iterable | None = None, depth_in: str | None = None, seed: int = 0) -> tuple[nn.Module, PruneRecord]:
     """Prune a copy of ``model``; returns ``(smaller model, PruneRecord)``.
@@ -140,7 +147,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
         example_inputs: a tensor (``model(t)``), tuple (``model(*t)``), dict
             (``model(**d)``) or function ``fn(model)``; SPADE models take ``(y, physics)``.
         ratio: fraction of channels to remove, in [0, 1).
-        importance: ``l1``, ``l2``, ``taylor``, ``hessian``, ``lamp`` or ``random``.
+        importance: ``l1``, ``l2``, ``taylor``, ``hessian``, ``lamp`` or ``random``, or a
+            ``torch_pruning.importance.Importance`` object (``__call__(group)``).
         scope: ``uniform`` or ``global`` (see :mod:`spade.prune.width`).
         steps: prune in this many equal steps, re-scoring in between.
         round_to: round kept widths to a multiple of this.
@@ -181,7 +189,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
     for name, p in work.named_parameters():  # pruned layers get new parameters: keep frozen ones frozen
         p.requires_grad_(trainable.get(name, True))
     record = PruneRecord(
-        settings={"criterion": importance, "ratio": ratio, "scope": scope, "steps": steps, "round_to": round_to,
+        settings={"criterion": criteria.label(importance), "ratio": ratio, "scope": scope, "steps": steps,
+                  "round_to": round_to,
                   "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed},
         params_before=params_before, params_after=count_params(work), macs_before=macs_before,
         macs_after=count_macs(work, example_inputs), widths_before=widths_before, widths_after=layer_widths(work),
@@ -195,8 +204,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
 def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, round_to, batches, seed) -> int:
     model = graph.model
     samples = 0
-    if importance in criteria.DATA_CRITERIA:
-        samples = criteria.set_gradients(model, importance, batches)
+    if criteria.data_kind(importance):
+        samples = criteria.set_gradients(model, criteria.data_kind(importance), batches)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -32,10 +32,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import SpadeError
-from . import calls, rules
+from . import calls, rules, tp_adapter
+from .tp_adapter import OP as _OP
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
-_OP = tp.ops.OPTYPE
 
 
 def _flat_tensors(obj):
@@ -98,15 +98,6 @@ class Group:
     @property
     def name(self) -> str:
         return "+".join(self.key)
-
-
-def _detach(node) -> None:
-    """Remove a node's edges: channels on its two sides become independent."""
-    for other in node.inputs + node.outputs:
-        other.dependencies = [d for d in other.dependencies if d.target is not node]
-        other.inputs = [n for n in other.inputs if n is not node]
-        other.outputs = [n for n in other.outputs if n is not node]
-    node.dependencies, node.inputs, node.outputs = [], [], []
 
 
 def _param_kind(node, param: nn.Parameter) -> tuple[str, int | None]:
@@ -186,24 +177,24 @@ class Graph:
                                  "into: call torch.utils.checkpoint.checkpoint(..., use_reentrant=False)")
 
     def _is_layer(self, module) -> bool:
-        return isinstance(module, nn.Module) and module in self.dg._module2name
+        return tp_adapter.is_layer(self.dg, module)
 
     def _cut_boundaries(self) -> None:
         for module, node in list(self.dg.module2node.items()):
             if node.type not in (_OP.PARAMETER, _OP.OUTPUT) and not self._is_layer(module) \
                     and rules.is_boundary(node.grad_fn):
-                _detach(node)
+                tp_adapter.detach(node)
 
     def _sort_parameters(self) -> None:
         for param, node in list(self.dg.module2node.items()):
             if node.type != _OP.PARAMETER:
                 continue
-            name = self.dg._param_to_name.get(param, "parameter")
+            name = tp_adapter.param_name(self.dg, param)
             kind, dim = _param_kind(node, param)
             if kind == "channel":
                 node.pruning_dim = dim
             elif kind == "none":
-                _detach(node)
+                tp_adapter.detach(node)
                 continue
             else:
                 self.param_kinds[name] = f"parameter {name} {list(param.shape)} is used in a way that has no channel axis"
@@ -221,11 +212,11 @@ class Graph:
                 flatten = in_shape is not None and out_shape is not None and len(out_shape) == 2 \
                     and len(in_shape) > 2 and in_shape[0] == out_shape[0]
                 if not flatten:
-                    node.type = _OP.ELEMENTWISE
+                    tp_adapter.retype_elementwise(node)
             elif node.type == _OP.UNBIND and not node.inputs:
                 # a parameter iterated over (``for w in self.weights``): no channels to map,
                 # and torch-pruning's unbind mapping fails on a node without inputs
-                node.type = _OP.ELEMENTWISE
+                tp_adapter.retype_elementwise(node)
 
     def _active_nodes(self) -> set:
         """Nodes downstream of a layer or of a per-channel parameter. The others are
@@ -259,9 +250,9 @@ class Graph:
             if node.grad_fn in self.output_fns and self.dg.is_out_channel_pruning_fn(dep.handler):
                 return f"produces the model output {list(rules.out_meta(node.grad_fn)[0] or [])}"
             if node.type == _OP.PARAMETER:
-                reason = self.param_kinds.get(self.dg._param_to_name.get(module, ""))
+                reason = self.param_kinds.get(tp_adapter.param_name(self.dg, module, ""))
             elif self._is_layer(module):
-                reason = f"layer {self.dg._module2name[module]} is protected" if module in self.protected else None
+                reason = f"layer {tp_adapter.layer_name(self.dg, module)} is protected" if module in self.protected else None
             elif node.type == _OP.CONCAT and module.offsets is None and node in self.active:
                 reason = "Cat of parts whose sizes torch-pruning cannot infer"
             elif node in self.active and not rules.composite_view(node.grad_fn, self.recorder.inner.get(node.grad_fn)):
@@ -290,7 +281,7 @@ class Graph:
     def _analyse(self) -> list[Group]:
         groups = []
         for group in self.dg.get_all_groups(root_module_types=ROOT_TYPES):
-            key = tuple(sorted({self.dg._module2name[dep.target.module] for dep, _ in group
+            key = tuple(sorted({tp_adapter.layer_name(self.dg, dep.target.module) for dep, _ in group
                                 if self._is_layer(dep.target.module) and self.dg.is_out_channel_pruning_fn(dep.handler)}))
             root = group[0].dep.target.module
             groups.append(Group(key, root, self.dg.get_out_channels(root), self._channel_groups(group),
