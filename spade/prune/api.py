@@ -186,6 +186,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         for step in range(1, steps + 1):
             samples = _prune_step(graph, prunable, original, scorer, importance, ratio * step / steps, scope,
                                   round_to, batches, seed + step)
+    graph.release()
     for name, p in work.named_parameters():  # pruned layers get new parameters: keep frozen ones frozen
         p.requires_grad_(trainable.get(name, True))
     record = PruneRecord(

@@ -35,6 +35,16 @@ def retype_elementwise(node) -> None:
     node.type = OP.ELEMENTWISE
 
 
+def rebind(dg: tp.DependencyGraph, node, module: nn.Module) -> None:
+    """Make ``node`` the node of layer ``module`` (whose own output node an in-place op
+    replaced in autograd's history, so the tracer never linked the layer)."""
+    # module2node / node.module / node.type / node.module_class: how torch-pruning finds a layer's pruner
+    del dg.module2node[node.module]
+    node.module, node.module_class, node.type = module, module.__class__, tp.ops.module2type(module)
+    node._name = dg._module2name.get(module)
+    dg.module2node[module] = node
+
+
 def detach(node) -> None:
     """Remove a node's edges: channels on its two sides become independent."""
     # node.inputs/outputs/dependencies: the edges; torch-pruning has no call to cut one
@@ -43,3 +53,24 @@ def detach(node) -> None:
         other.inputs = [n for n in other.inputs if n is not node]
         other.outputs = [n for n in other.outputs if n is not node]
     node.dependencies, node.inputs, node.outputs = [], [], []
+
+
+class DependencyGraph(tp.DependencyGraph):
+    """torch-pruning's graph with one hook: ``on_nodes(graph)`` runs once the traced nodes
+    are linked and before torch-pruning infers shapes and attaches index mappings, so that
+    nodes whose type was guessed wrongly are retyped *before* any mapping is attached to
+    them (a mapping attached and then left on a retyped node is applied on every pass of
+    group analysis: a flatten mapping multiplies the index lists each time)."""
+
+    def __init__(self, on_nodes):
+        super().__init__()
+        self._on_nodes = on_nodes
+
+    def _build_dependency(self, module2node):
+        # _build_dependency: the step of build_dependency that links nodes by their types
+        self._on_nodes(self)
+        super()._build_dependency(module2node)
+
+
+#: node types whose index mapping torch-pruning applies on axis 1 only
+AXIS_TYPES = (OP.CONCAT, OP.SPLIT, OP.SLICE, OP.UNBIND)

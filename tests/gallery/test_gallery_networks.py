@@ -1,0 +1,106 @@
+"""Third-party networks written in their authors' idiom, pruned unmodified: each prunes at
+0.5, runs on its own example input with the same output shapes, costs fewer MACs, gives
+finite outputs with its interface (image / physics) channels intact, is exact at ratio
+0, and reloads onto a fresh instance of its own class."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import spade
+from spade.errors import SpadeError
+
+import fastmri_varnet
+import ista_official
+
+
+def _shapes(output):
+    if isinstance(output, torch.Tensor):
+        return tuple(output.shape)
+    if isinstance(output, (list, tuple)):
+        return [_shapes(o) for o in output]
+    return {k: _shapes(v) for k, v in output.items()}
+
+
+def _first(output):
+    while not isinstance(output, torch.Tensor):
+        output = output[0]
+    return output
+
+
+def check_pruned(model, example, small, record):
+    """The common invariants of a pruned third-party model."""
+    with torch.no_grad():
+        before, after = model(*example), small(*example)
+    assert _shapes(after) == _shapes(before)
+    assert torch.isfinite(_first(after)).all()
+    assert record.macs_after < record.macs_before and record.params_after < record.params_before
+
+
+@pytest.fixture(scope="module")
+def official_ista(bench_data):
+    folder = bench_data / "ista_net_plus" / "cs25"
+    torch.manual_seed(0)
+    return ista_official.load_official(folder), ista_official.official_inputs(folder, 25)
+
+
+def test_official_ista_net_plus_with_raw_parameters_prunes_runs_and_reloads(official_ista, tmp_path):
+    model, example = official_ista
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    small, record = spade.prune(model, example, ratio=0.5)
+    check_pruned(model, example, small, record)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # the original is untouched
+    for block in small.fcs:  # the user's own attributes hold the pruned raw weights
+        assert type(block.conv1_forward) is torch.nn.Parameter and block.conv1_forward.shape == (16, 32, 3, 3)
+        assert block.conv_D.shape[1] == 1 and block.conv_G.shape[0] == 1  # the image channel stays
+    assert not hasattr(small, "_spade_functional")
+    assert record.groups["fcs.0.conv1_forward"] == [32, 16]
+    assert "fcs.0.conv2_backward+fcs.0.conv_D" in record.interfaces  # the symmetry loss is an output
+    spade.prune.save_pruned(tmp_path / "ista.pt", small, record)
+    fresh = ista_official.ISTANetplus(9)
+    restored = spade.prune.load_pruned(tmp_path / "ista.pt", fresh, example)
+    assert torch.equal(restored.eval()(*example)[0], small(*example)[0])
+    assert fresh.fcs[0].conv1_forward.shape == (32, 32, 3, 3)
+
+
+def test_official_ista_net_plus_ratio_zero_is_exact(official_ista):
+    model, example = official_ista
+    small, record = spade.prune(model, example, ratio=0.0)
+    assert torch.equal(small(*example)[0], model(*example)[0]) and record.history == []
+
+
+def test_official_ista_net_plus_reconstruction_only_prunes_the_transform_too(official_ista):
+    model, example = official_ista
+    small, record = spade.prune(model, lambda m: m(*example)[0], ratio=0.5)
+    assert small.fcs[0].conv_D.shape == (16, 1, 3, 3) and not record.interfaces.get("fcs.0.conv2_backward+fcs.0.conv_D")
+
+
+@pytest.fixture(scope="module")
+def varnet():
+    torch.manual_seed(0)
+    model = fastmri_varnet.VarNet(num_cascades=2, sens_chans=4, sens_pools=2, chans=8, pools=2).eval()
+    return model, fastmri_varnet.example_inputs()
+
+
+def test_fastmri_varnet_prunes_unmodified(varnet, tmp_path):
+    model, example = varnet
+    small, record = spade.prune(model, example, ratio=0.5)
+    check_pruned(model, example, small, record)
+    for unet in [c.model.unet for c in small.cascades] + [small.sens_net.norm_unet.unet]:
+        assert unet.down_sample_layers[0].layers[0].in_channels == 2  # real/imag in
+        assert unet.up_conv[-1][1].out_channels == 2  # real/imag out
+        assert unet.down_sample_layers[0].layers[0].out_channels == unet.down_sample_layers[0].layers[0].weight.shape[0]
+    first = small.cascades[0].model.unet
+    assert first.down_sample_layers[0].layers[0].out_channels == 4
+    assert first.up_conv[0].layers[0].in_channels == 16  # the skip concatenation after pad: 8 + 8
+    assert list(record.interfaces) == [
+        "cascades.0.model.unet.up_conv.1.1+cascades.1.model.unet.up_conv.1.1+sens_net.norm_unet.unet.up_conv.1.1"]
+    spade.prune.save_pruned(tmp_path / "varnet.pt", small, record)
+    restored = spade.prune.load_pruned(tmp_path / "varnet.pt", fastmri_varnet.VarNet(2, 4, 2, 8, 2), example)
+    assert torch.equal(restored.eval()(*example), small(*example))
+
+
+def test_fastmri_varnet_ratio_zero_is_exact(varnet):
+    model, example = varnet
+    small, _ = spade.prune(model, example, ratio=0.0)
+    assert torch.equal(small(*example), model(*example))
