@@ -24,6 +24,8 @@ On top of ``tp.DependencyGraph().build_dependency`` (the tracer is torch-pruning
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -38,6 +40,32 @@ from .tp_adapter import OP as _OP
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+class _OutOfTime(BaseException):
+    """Not an Exception: the handlers that report a user model's own errors let it pass."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None, message):
+    """Raise a SpadeError with ``message()`` when the block runs past ``seconds`` (a
+    SIGALRM timer: in the main thread only; elsewhere the block is not limited)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _OutOfTime:
+        raise SpadeError(message()) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
@@ -173,10 +201,15 @@ class Graph:
         example: example input (see :mod:`spade.prune.calls`).
         protected: modules (with all their sub-modules) and parameters whose channels
             must stay.
+        refused: ``{root layer (torch-pruning's name): reason}`` of groups to keep.
+        time_limit: seconds for tracing and analysis (None: no limit).
     """
 
-    def __init__(self, model: nn.Module, example, protected: set | None = None):
+    def __init__(self, model: nn.Module, example, protected: set | None = None, refused: dict | None = None,
+                 time_limit: float | None = None):
         self.model = model
+        self.refused = dict(refused or {})
+        self._at = "tracing"
         protected = set(protected or ())
         for m in model.modules():
             if getattr(m, "spade_protect", False):
@@ -200,21 +233,28 @@ class Graph:
 
         self._norm_outputs: dict = {}
         hooks = [m.register_forward_hook(self._note_norm_output) for m in model.modules() if isinstance(m, NORMS)]
-        with torch.enable_grad(), calls.kept_state(model), calls.unrolled_checkpoints(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for p in model.parameters():
-                p.requires_grad_(True)
-            with self.recorder, self.shadows.routing(), _removing(hooks):
-                self.dg = tp_adapter.DependencyGraph(self._retype).build_dependency(
-                    model, example_inputs=None, forward_fn=forward_fn, verbose=False)
-        self._check_checkpoints()
-        self.param_kinds: dict[str, str] = {}
-        self._cut_boundaries()
-        self._sort_parameters()
-        self.active = self._active_nodes()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch-pruning's shape inference warns on long chains
-            self.groups = self._analyse()
+        with _time_limit(time_limit, lambda: self._out_of_time(model, time_limit)):
+            with torch.enable_grad(), calls.kept_state(model), calls.unrolled_checkpoints(), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for p in model.parameters():
+                    p.requires_grad_(True)
+                with self.recorder, self.shadows.routing(), _removing(hooks):
+                    self.dg = tp_adapter.DependencyGraph(self._retype).build_dependency(
+                        model, example_inputs=None, forward_fn=forward_fn, verbose=False)
+            self._check_checkpoints()
+            self.param_kinds: dict[str, str] = {}
+            self._cut_boundaries()
+            self._sort_parameters()
+            self.active = self._active_nodes()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch-pruning's shape inference warns on long chains
+                self.groups = self._analyse()
+
+    def _out_of_time(self, model, seconds) -> str:
+        self.shadows.release()
+        return (f"the dependency graph of {type(model).__name__} took longer than {seconds:g} s ({self._at}): "
+                "protect= that layer (or the module holding it), or pass a larger time_limit")
 
     # ------------------------------------------------------------------------------
     def _check_checkpoints(self) -> None:
@@ -364,12 +404,14 @@ class Graph:
 
     def _analyse(self) -> list[Group]:
         groups = []
+        self._at = "grouping the layers"
         for group in self.dg.get_all_groups(root_module_types=ROOT_TYPES):
             key = tuple(sorted({self._name(dep.target.module) for dep, _ in group
                                 if self._is_layer(dep.target.module) and self.dg.is_out_channel_pruning_fn(dep.handler)}))
             root = group[0].dep.target.module
-            groups.append(Group(key, root, self.dg.get_out_channels(root), self._channel_groups(group),
-                                self._reason(group)))
+            self._at = f"analysing the group of layer {self._name(root)}"
+            reason = self._reason(group) or self.refused.get(tp_adapter.layer_name(self.dg, root))
+            groups.append(Group(key, root, self.dg.get_out_channels(root), self._channel_groups(group), reason))
         return groups
 
     # ------------------------------------------------------------------------------

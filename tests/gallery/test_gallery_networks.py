@@ -10,6 +10,7 @@ import torch
 import spade
 from spade.errors import SpadeError
 
+import coast_official
 import fastmri_varnet
 import ista_official
 
@@ -104,3 +105,22 @@ def test_fastmri_varnet_ratio_zero_is_exact(varnet):
     model, example = varnet
     small, _ = spade.prune(model, example, ratio=0.0)
     assert torch.equal(small(*example), model(*example))
+
+
+def test_coast_hard_coded_scale_view_is_rolled_back_with_one_line():
+    torch.manual_seed(0)
+    model, example = coast_official.COAST(3).eval(), coast_official.example_inputs()
+    small, record = spade.prune(model, example, ratio=0.5)
+    check_pruned(model, example, small, record)
+    scaled = [k for k, v in record.interfaces.items() if "rolled back" in v]
+    assert len(scaled) == 1 and "res_scale_linear" in scaled[0] and "view(-1, 32" not in record.interfaces[scaled[0]]
+    assert "[-1, 32, 1, 1]" in record.interfaces[scaled[0]] and "\n" not in record.interfaces[scaled[0]]
+    assert small.res_scale_linear.out_features == 32 and small.fcs[0].head_conv.out_channels == 32
+    assert small.fcs[0].ResidualBlocks[0].conv1.out_channels == 16
+    assert small.fcs[1].ResidualBlocks[0].res_scale is small.res_scale_linear  # still one shared layer
+
+
+def test_graph_analysis_has_a_time_limit(varnet):
+    model, example = varnet
+    with pytest.raises(SpadeError, match=r"took longer than 0.01 s \(.*\): protect="):
+        spade.prune(model, example, ratio=0.5, time_limit=0.01)
