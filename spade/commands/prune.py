@@ -4,8 +4,10 @@ from __future__ import annotations
 from ..data import example_pair, load_images
 from ..errors import require
 from ..macs import MACS_COUNTER
+from ..models.adapter import from_factory, is_factory
 from ..models.io import load_model, save_model
-from ..prune import CRITERIA, prune
+from ..prune import CRITERIA, prune, save_pruned
+from ..prune.calls import tensors_of
 from ..prune.api import SCOPES, check_settings
 from ..prune.data import measurement_batches
 from .common import add_device, add_json, device, emit_json, positive_int
@@ -19,7 +21,8 @@ def add_parser(sub, name):
                        description="Prune a SPADE model file: remove a fraction of the channels of its CNN priors "
                                    "(and optionally whole iterations) while every channel tied to the physics keeps "
                                    "its width; write a smaller model file.")
-    p.add_argument("model", help="SPADE model file")
+    p.add_argument("model", help="SPADE model file, or MODULE:FUNCTION: a function of yours returning "
+                                 "(model, example_inputs); its pruned copy is written with spade.save_pruned")
     p.add_argument("--ratio", type=float, required=True, help="fraction of prunable channels to remove, in [0, 1)")
     p.add_argument("--importance", default="l1", help=f"channel criterion: {', '.join(CRITERIA)} (default l1)")
     p.add_argument("--scope", default="uniform", help=f"{' or '.join(SCOPES)}: every group loses the same "
@@ -42,6 +45,8 @@ def add_parser(sub, name):
 def run(args) -> int:
     check_settings(args.ratio, args.importance, args.scope, args.steps, args.round_to, args.depth,
                    data=args.data)
+    if is_factory(args.model):
+        return _run_own_model(args)
     dev = device(args.device)
     loaded = load_model(args.model, dev)
     physics = loaded.physics
@@ -72,6 +77,27 @@ def run(args) -> int:
     return 0
 
 
+def _run_own_model(args) -> int:
+    """A user's network from MODULE:FUNCTION: pruned on its own example, saved as weights +
+    pruning history (reload with ``spade.load_pruned(path, fresh_model, example)``)."""
+    require(args.data is None, "--data measures images with a SPADE model file's physics: for MODULE:FUNCTION "
+                               "give data through the library (spade.prune(..., data=batches))")
+    model, example = from_factory(args.model)
+    pruned, record = prune(model.to(device(args.device)), example, ratio=args.ratio, importance=args.importance,
+                           scope=args.scope, steps=args.steps, round_to=args.round_to, depth=args.depth,
+                           protect=args.protect, seed=args.seed)
+    save_pruned(args.out, pruned, record)
+    first = next(iter(tensors_of(example)), None)
+    summary = {"model": args.model, "out": args.out, **record.to_json(), "macs_counter": MACS_COUNTER,
+               "macs_image": [] if first is None else list(first.shape)}
+    summary.pop("history")
+    if args.json:
+        emit_json(summary)
+    else:
+        _print(summary)
+    return 0
+
+
 def _print(s: dict) -> None:
     st = s["settings"]
     print(f"wrote {s['out']}: {st['criterion']}, {st['scope']}, ratio {st['ratio']}"
@@ -80,7 +106,7 @@ def _print(s: dict) -> None:
           + f" in {s['seconds']:.2f} s")
     print(f"  params {s['params_before']:,} -> {s['params_after']:,} ({s['params_after'] / s['params_before']:.1%})"
           f"   MACs {s['macs_before'] / 1e9:.3f} G -> {s['macs_after'] / 1e9:.3f} G "
-          f"({s['macs_after'] / max(s['macs_before'], 1):.1%}) for one {'x'.join(map(str, s['macs_image']))} image")
+          f"({s['macs_after'] / max(s['macs_before'], 1):.1%}) for one {'x'.join(map(str, s['macs_image'])) or 'example'} input")
     changed = {g: w for g, w in s["groups"].items() if w[0] != w[1]}
     print(f"  {len(changed)} group(s) of layers pruned, {len(s['interfaces'])} kept at full width:")
     for group, reason in s["interfaces"].items():

@@ -400,7 +400,18 @@ class Graph:
                 counts.append(pruner.get_out_channel_groups(module))
             else:
                 counts.append(pruner.get_in_channel_groups(module))
+        if any(dep.target.type == _OP.SPLIT for dep, _ in group):
+            counts.append(self._split_coupling(group[0].dep.target.module))
         return max(counts)
+
+    def _split_coupling(self, root) -> int:
+        """How many of the root's channels one channel drags along when its output is
+        split into parts that meet again channel by channel (``a, b = f(x).chunk(2);
+        a * b``): channels ``i, i + C/k, ...`` go together, like ``k`` channel groups."""
+        fn = self.dg.get_pruner_of_module(root).prune_out_channels
+        probe = self.dg.get_pruning_group(root, fn, [0])
+        return max([len(item.idxs) for item in probe if item.dep.target.module is root
+                    and self.dg.is_out_channel_pruning_fn(item.dep.handler)] + [1])
 
     def _analyse(self) -> list[Group]:
         groups = []

@@ -4,6 +4,8 @@ finite outputs with its interface (image / physics) channels intact, is exact at
 0, and reloads onto a fresh instance of its own class."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ import spade
 from spade.errors import SpadeError
 
 import coast_official
+import deepinv_unrolled
 import fastmri_varnet
 import ista_official
 
@@ -45,6 +48,7 @@ def official_ista(bench_data):
     return ista_official.load_official(folder), ista_official.official_inputs(folder, 25)
 
 
+@pytest.mark.bench_data
 def test_official_ista_net_plus_with_raw_parameters_prunes_runs_and_reloads(official_ista, tmp_path):
     model, example = official_ista
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -64,12 +68,14 @@ def test_official_ista_net_plus_with_raw_parameters_prunes_runs_and_reloads(offi
     assert fresh.fcs[0].conv1_forward.shape == (32, 32, 3, 3)
 
 
+@pytest.mark.bench_data
 def test_official_ista_net_plus_ratio_zero_is_exact(official_ista):
     model, example = official_ista
     small, record = spade.prune(model, example, ratio=0.0)
     assert torch.equal(small(*example)[0], model(*example)[0]) and record.history == []
 
 
+@pytest.mark.bench_data
 def test_official_ista_net_plus_reconstruction_only_prunes_the_transform_too(official_ista):
     model, example = official_ista
     small, record = spade.prune(model, lambda m: m(*example)[0], ratio=0.5)
@@ -124,3 +130,69 @@ def test_graph_analysis_has_a_time_limit(varnet):
     model, example = varnet
     with pytest.raises(SpadeError, match=r"took longer than 0.01 s \(.*\): protect="):
         spade.prune(model, example, ratio=0.5, time_limit=0.01)
+
+
+@pytest.fixture(scope="module")
+def pgd():
+    from spade.data import example_pair
+    from spade.physics import BlockCS
+    torch.manual_seed(0)
+    physics = BlockCS.gaussian(0.25)
+    _, y = example_pair(physics, side=66)
+    return deepinv_unrolled.UnrolledPGD(deepinv_unrolled.GatedDnCNN()).eval(), (y, physics)
+
+
+def test_deepinverse_style_shared_prior_shrinks_once(pgd):
+    model, example = pgd
+    small, record = spade.prune(model, example, ratio=0.5)
+    check_pruned(model, example, small, record)
+    prior = small.prior
+    assert prior.in_conv.in_channels == 1 and prior.out_conv.out_channels == 1
+    assert prior.in_conv.out_channels == 8 and prior.conv_list[0].in_channels == 8
+    assert prior.gate.out_channels == 16 and prior.out_conv.in_channels == 8  # chunk halves pruned alike
+    assert small.stepsize.shape == (4,)
+
+
+def test_adapter_fine_tunes_profiles_and_reloads_a_third_party_model(pgd, tmp_path):
+    from finetune_helpers import crops
+    from spade.finetune import finetune
+    from spade.profile import forward_cost
+    model, example = pgd
+    call = lambda m, y, physics: m(y, physics)  # noqa: E731  (how the user's class is called)
+    small, record = spade.prune(spade.Adapter(model, call), example, ratio=0.5)
+    assert set(k for k, _ in small.named_parameters()) == {f"model.{k}" for k, _ in model.named_parameters()}
+    physics = example[1]
+    quiet = {"progress": False, "log": lambda m: None, "steps": 8, "batch": 2, "patch": 33, "lr": 1e-3, "seed": 0}
+    teacher = spade.Adapter(copy.deepcopy(model), call).eval()  # the loop freezes its teacher
+    losses = {}
+    for strategy in ("supervised", "school", "self-supervised"):
+        tuned = spade.prune(spade.Adapter(model, call), example, ratio=0.5)[0]
+        _, history = finetune(tuned, physics, crops(3, 66), strategy,
+                              teacher=teacher if strategy == "school" else None, **quiet)
+        losses[strategy] = [s["loss"] for s in history.steps]
+        assert all(torch.isfinite(torch.tensor(losses[strategy])))
+    sup = losses["supervised"]
+    assert sum(sup[-2:]) < sum(sup[:2])
+    assert forward_cost(lambda: small(*example))["macs"] == record.macs_after < record.macs_before
+    spade.save_pruned(tmp_path / "pgd.pt", small, record)
+    restored = spade.load_pruned(tmp_path / "pgd.pt", spade.Adapter(deepinv_unrolled.UnrolledPGD(
+        deepinv_unrolled.GatedDnCNN()), call), example)
+    assert torch.equal(restored.eval()(*example), small.eval()(*example))
+
+
+def test_cli_prunes_a_model_given_as_module_function(tmp_path, capsys):
+    import json
+
+    from spade.cli import main
+    out = tmp_path / "pgd.pt"
+    assert main(["prune", "deepinv_unrolled:build", "--ratio", "0.5", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params_after"] < report["params_before"] and out.is_file()
+    model, example = deepinv_unrolled.build()
+    restored = spade.load_pruned(out, model, example)
+    assert restored.prior.in_conv.out_channels == 8 and restored(*example).shape == model(*example).shape
+    for argv, message in ((["nowhere_module:build"], "cannot import 'nowhere_module'"),
+                          (["deepinv_unrolled:nothing"], "has no function 'nothing'"),
+                          (["deepinv_unrolled:build", "--data", "embedded"], "--data measures images")):
+        assert main(["prune", *argv[:1], "--ratio", "0.5", "--out", str(tmp_path / "x.pt"), *argv[1:]]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
