@@ -149,3 +149,17 @@ def test_readme_criterion_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     example = next(b for b in blocks if "class OutputEnergy" in b)
     exec(compile(example, "README criterion", "exec"), {})
+
+
+def test_readme_third_party_example_runs(tmp_path, monkeypatch):
+    import re
+
+    from finetune_helpers import REPO
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    example = next(b for b in blocks if "class RawPrior" in b)
+    scope: dict = {}
+    exec(compile(example, "README third-party", "exec"), scope)
+    assert scope["record"].params_after < scope["record"].params_before and (tmp_path / "unrolled.pt").is_file()
+    steps = scope["history"].steps
+    assert len(steps) == 4 and all(s["loss"] == s["loss"] for s in steps)
