@@ -196,3 +196,19 @@ def test_cli_prunes_a_model_given_as_module_function(tmp_path, capsys):
                           (["deepinv_unrolled:build", "--data", "embedded"], "--data measures images")):
         assert main(["prune", *argv[:1], "--ratio", "0.5", "--out", str(tmp_path / "x.pt"), *argv[1:]]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.bench_data
+def test_official_ista_net_plus_pruning_dead_channels_is_exact(official_ista):
+    model, example = official_ista
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for b in model.fcs:  # channels 0..3 of every prunable group: no weight makes or reads them
+            for w in (b.conv1_forward, b.conv2_forward, b.conv1_backward):
+                w[:4] = 0
+            for w in (b.conv2_forward, b.conv1_backward, b.conv2_backward):
+                w[:, :4] = 0
+    small, record = spade.prune(model, example, ratio=0.125)
+    assert record.groups["fcs.0.conv1_forward"] == [32, 28] and record.groups["fcs.0.conv2_forward"] == [32, 28]
+    with torch.no_grad():
+        assert torch.allclose(small(*example)[0], model(*example)[0], atol=1e-5)
