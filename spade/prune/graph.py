@@ -30,7 +30,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
