@@ -7,4 +7,9 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(".prune", __name__)
+    if name in ("Adapter", "load_pruned", "save_pruned"):  # a user's own network: adapt, save, reload
+        import importlib
+
+        home = ".models" if name == "Adapter" else ".prune"
+        return getattr(importlib.import_module(home, __name__), name)
     raise AttributeError(f"module 'spade' has no attribute '{name}'")

@@ -142,7 +142,7 @@ def test_trap4_reentrant_checkpoint_is_unrolled_for_tracing():
     small, record = spade.prune(model, x, ratio=0.5)
     assert small.block[0].out_channels == 8 and small.block[2].out_channels == 8
     assert small.block[4].out_channels == 1
-    assert torch.utils.checkpoint.CheckpointFunction.apply.__qualname__.startswith("Function")
+    assert "apply" not in vars(torch.utils.checkpoint.CheckpointFunction)  # torch's own apply is back
     with pytest.warns(UserWarning):
         assert small(x).shape == x.shape
 

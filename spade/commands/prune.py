@@ -12,7 +12,8 @@ def add_parser(sub, name):
                        description="Prune a SPADE model file: remove a fraction of the channels of its CNN priors "
                                    "(and optionally whole iterations) while every channel tied to the physics keeps "
                                    "its width; write a smaller model file.")
-    p.add_argument("model", help="SPADE model file")
+    p.add_argument("model", help="SPADE model file, or MODULE:FUNCTION: a function of yours returning "
+                                 "(model, example_inputs); its pruned copy is written with spade.save_pruned")
     p.add_argument("--ratio", type=float, required=True, help="fraction of prunable channels to remove, in [0, 1)")
     p.add_argument("--importance", default="l1", help=f"channel criterion: {', '.join(CRITERIA)} (default l1)")
     p.add_argument("--scope", default="uniform", help=f"{' or '.join(SCOPES)}: every group loses the same "
@@ -52,7 +53,7 @@ def _print(s: dict) -> None:
           + f" in {s['seconds']:.2f} s")
     print(f"  params {s['params_before']:,} -> {s['params_after']:,} ({s['params_after'] / s['params_before']:.1%})"
           f"   MACs {s['macs_before'] / 1e9:.3f} G -> {s['macs_after'] / 1e9:.3f} G "
-          f"({s['macs_after'] / max(s['macs_before'], 1):.1%}) for one {'x'.join(map(str, s['macs_image']))} image")
+          f"({s['macs_after'] / max(s['macs_before'], 1):.1%}) for one {'x'.join(map(str, s['macs_image'])) or 'example'} input")
     changed = {g: w for g, w in s["groups"].items() if w[0] != w[1]}
     print(f"  {len(changed)} group(s) of layers pruned, {len(s['interfaces'])} kept at full width:")
     for group, reason in s["interfaces"].items():

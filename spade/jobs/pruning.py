@@ -8,14 +8,13 @@ import torch
 from ..data import example_pair, load_images
 from ..errors import require
 from ..finetune.loop import image_channels
+from ..macs import MACS_COUNTER
+from ..models.adapter import from_factory, is_factory
 from ..models.io import load_model, save_model
-from ..prune import prune
+from ..prune import prune, save_pruned
 from ..prune.api import check_settings
+from ..prune.calls import tensors_of
 from ..prune.data import measurement_batches
-
-#: how the MACs in the pruning record are counted
-MACS_COUNTER = ("torch.utils.flop_counter FLOPs / 2 for one inference call on the example input: convolutions "
-                "and matrix products, the physics' own included; FFTs and element-wise ops not counted")
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths", "physics", "pruning")
@@ -46,7 +45,10 @@ class PruneJob:
 
 
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
-    """Prune ``job.model`` into ``job.out``; returns the pruning record as JSON (no history)."""
+    """Prune ``job.model`` (a SPADE model file, or MODULE:FUNCTION) into ``job.out``; returns the
+    pruning record as JSON (no history)."""
+    if is_factory(job.model):
+        return _prune_own_model(job, device)
     loaded = load_model(job.model, device)
     physics = loaded.physics
     require(physics is not None, f"model file {job.model} stores no physics to trace the model with")
@@ -66,5 +68,22 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     save_model(job.out, pruned, physics, pruning=entry, **extras)
     summary = {"model": job.model, "out": job.out, **record.to_json(), "macs_image": list(x.shape),
                "macs_counter": MACS_COUNTER}
+    summary.pop("history")
+    return summary
+
+
+def _prune_own_model(job: PruneJob, device) -> dict:
+    """A user's network from MODULE:FUNCTION: pruned on its own example, saved as weights +
+    pruning history (reload with ``spade.load_pruned(path, fresh_model, example)``)."""
+    require(job.data is None, "--data measures images with a SPADE model file's physics: for MODULE:FUNCTION "
+                              "give data through the library (spade.prune(..., data=batches))")
+    model, example = from_factory(job.model)
+    pruned, record = prune(model.to(device), example, ratio=job.ratio, importance=job.importance, scope=job.scope,
+                           steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
+                           seed=job.seed)
+    save_pruned(job.out, pruned, record)
+    first = next(iter(tensors_of(example)), None)
+    summary = {"model": job.model, "out": job.out, **record.to_json(), "macs_counter": MACS_COUNTER,
+               "macs_image": [] if first is None else list(first.shape)}
     summary.pop("history")
     return summary

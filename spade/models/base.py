@@ -8,6 +8,12 @@ architecture itself (e.g. ISTA-Net+'s symmetry constraint), already weighted.
 
 The constructor arguments of a model are its configuration (``model.config``); they are
 recorded automatically so that a model file can rebuild the architecture.
+
+What the pruner needs is declared on the model, as any user's model can declare it
+(see :mod:`spade.prune.depth` and :mod:`spade.prune.calls`): ``trace_kwargs`` (the
+keyword arguments that make every training branch run while tracing), and
+``depth_units()`` / ``without_units(removed)`` (the unrolled iterations that depth
+pruning may remove; the family declares which constructor argument sets their number).
 """
 from __future__ import annotations
 
@@ -16,11 +22,18 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import SpadeError
+from .io import resize_tensors
+from .registry import create_model, get_family
+from .sharing import Sharing
+
 
 class ReconstructionNet(nn.Module):
     """Base class: records constructor arguments in ``config``; subclasses set ``family``."""
 
     family: str = ""
+    #: keyword arguments under which every branch of the network runs (traced by the pruner)
+    trace_kwargs = {"return_aux": True}
 
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
@@ -43,3 +56,38 @@ class ReconstructionNet(nn.Module):
         cfg = self.config
         cfg.update(changes)
         return cfg
+
+    def _sharing(self) -> tuple[str, Sharing]:
+        found = [(n, m) for n, m in self.named_modules() if isinstance(m, Sharing)]
+        if len(found) != 1 or not get_family(self.family).depth_key:
+            raise SpadeError(f"{self.family} has no unrolled iterations that depth pruning can remove")
+        return found[0]
+
+    def depth_units(self) -> tuple[str, int, bool]:
+        """``(unit, count, interchangeable)``: the unrolled units (iterations; stages of a
+        recursive network), how many there are, and whether they all share one block (then
+        any ``count - d`` of them are the same network)."""
+        sharing = self._sharing()[1]
+        return ("stage" if sharing.mode == "recursive" else "iteration"), sharing.stages, sharing.mode == "tied"
+
+    def without_units(self, removed: list[int]) -> "ReconstructionNet":
+        """A new model without the units ``removed``: rebuilt with the smaller count (the
+        family's ``depth_key``; ``stages`` when recursive), the kept blocks' weights (pruned
+        widths included) copied."""
+        prefix, sharing = self._sharing()
+        keep = [i for i in range(sharing.stages) if i not in removed]
+        key = "stages" if sharing.mode == "recursive" else get_family(self.family).depth_key
+        new = create_model(self.family, **self.reconfigured(**{key: len(keep)}))
+        blocks = f"{prefix}.blocks."
+        state = {}
+        for name, value in self.state_dict().items():
+            if name.startswith(blocks) and sharing.mode != "tied":
+                index, rest = name[len(blocks):].split(".", 1)
+                if int(index) in keep:
+                    state[f"{blocks}{keep.index(int(index))}.{rest}"] = value
+            else:
+                state[name] = value
+        own = new.state_dict()
+        resize_tensors(new, {k: list(v.shape) for k, v in state.items() if k in own and own[k].shape != v.shape})
+        new.load_state_dict(state, strict=True)
+        return new.to(next(self.parameters()).device).train(self.training)

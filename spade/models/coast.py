@@ -38,7 +38,7 @@ from ..errors import require
 from ..physics import BlockCS
 from .base import ReconstructionNet
 from .registry import register
-from .sharing import Sharing
+from .sharing import Sharing, sharing_presets
 
 
 class CPMB(nn.Module):
@@ -79,8 +79,7 @@ class COASTIteration(nn.Module):
 
 @register("coast", physics=("cs",), protocol="ista-cs",
           description="COAST: ratio-controlled unrolled network for arbitrary-ratio block CS",
-          presets={"untied": {}, "tied": {"sharing": "tied"},
-                   "recursive": {"sharing": "recursive", "stages": 5, "recursions": 4}})
+          presets=sharing_presets(stages=5, recursions=4), depth_key="iterations")
 class COAST(ReconstructionNet):
     """COAST / R-COAST (see module docstring). Called as ``model(y, physics)`` with a
     :class:`~spade.physics.BlockCS` of any ratio."""

@@ -23,7 +23,7 @@ from torch import nn
 from .base import ReconstructionNet
 from .priors import require_channels, residual_prior
 from .registry import register
-from .sharing import Sharing
+from .sharing import Sharing, sharing_presets
 
 
 def unroll(sharing: Sharing, x: torch.Tensor, *args, return_aux: bool = False):
@@ -51,8 +51,7 @@ class GradientStep(nn.Module):
 
 @register("du-mri", physics=("mri",), protocol="fastmri",
           description="deep unfolding: learned gradient steps and residual CNN priors (DnCNN/ResNet)",
-          presets={"untied": {}, "tied": {"sharing": "tied"},
-                   "recursive": {"sharing": "recursive", "stages": 2, "recursions": 3}})
+          presets=sharing_presets(stages=2, recursions=3), depth_key="iterations")
 class DeepUnfolding(ReconstructionNet):
     """Deep unfolding (see module docstring). ``model(y, physics)``."""
 

@@ -33,10 +33,9 @@ from .base import ReconstructionNet
 from .du import unroll
 from .priors import ResNetPrior, require_channels
 from .registry import register
-from .sharing import Sharing
+from .sharing import Sharing, sharing_presets
 
-_PRESETS = {"untied": {}, "tied": {"sharing": "tied"},
-            "recursive": {"sharing": "recursive", "stages": 2, "recursions": 3}}
+_PRESETS = sharing_presets(stages=2, recursions=3)
 
 
 class HQSStep(nn.Module):
@@ -55,7 +54,7 @@ class HQSStep(nn.Module):
 
 @register("hqs-sr", physics=("sr",), protocol="sr",
           description="unrolled HQS for super-resolution: closed-form FFT data step and ResNet priors",
-          presets=_PRESETS)
+          presets=_PRESETS, depth_key="iterations")
 class HQSSR(ReconstructionNet):
     """Unrolled HQS for SR (see module docstring). ``model(y, physics)``."""
 
@@ -78,7 +77,7 @@ class HQSSR(ReconstructionNet):
 
 @register("hqs-sr-ps", physics=("sr",), protocol="sr",
           description="HQS-SR whose priors work at 1/2 resolution and end in a PixelShuffle layer",
-          presets=_PRESETS)
+          presets=_PRESETS, depth_key="iterations")
 class HQSSRPixelShuffle(HQSSR):
     """:class:`HQSSR` with sub-pixel priors (``shuffle=2`` by default)."""
 

@@ -33,7 +33,7 @@ from ..physics.cs import batch_to_blocks, blocks_to_batch
 from ..physics.sparse import soft_threshold
 from .base import ReconstructionNet
 from .registry import register
-from .sharing import Sharing
+from .sharing import Sharing, sharing_presets
 
 
 class ISTAPhase(nn.Module):
@@ -71,8 +71,7 @@ class ISTAPhase(nn.Module):
 
 @register("ista-net-plus", physics=("cs", "mri"), protocol="ista-cs",
           description="ISTA-Net+: unrolled ISTA with learned transforms and soft thresholds",
-          presets={"untied": {}, "tied": {"sharing": "tied"},
-                   "recursive": {"sharing": "recursive", "stages": 3, "recursions": 3}})
+          presets=sharing_presets(stages=3, recursions=3), depth_key="phases")
 class ISTANetPlus(ReconstructionNet):
     """ISTA-Net+ (see module docstring). Called as ``model(y, physics)``."""
 

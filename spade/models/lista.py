@@ -36,7 +36,7 @@ from ..errors import require
 from ..physics.sparse import soft_threshold
 from .base import ReconstructionNet
 from .registry import register
-from .sharing import Sharing
+from .sharing import Sharing, sharing_presets
 
 
 class LISTALayer(nn.Module):
@@ -57,8 +57,7 @@ class LISTALayer(nn.Module):
 
 @register("lista", physics=("sparse",), protocol="nmse",
           description="LISTA: unrolled ISTA for sparse codes, S = I - U V through a prunable hidden width",
-          presets={"untied": {}, "tied": {"sharing": "tied"},
-                   "recursive": {"sharing": "recursive", "stages": 4, "recursions": 4}})
+          presets=sharing_presets(stages=4, recursions=4), depth_key="layers")
 class LISTA(ReconstructionNet):
     """LISTA (see module docstring). ``model(y, physics)`` with ``y`` (B, m) -> codes (B, n)."""
 

@@ -1,7 +1,12 @@
-"""One registry of model families: ``create_model(name, **config)`` builds any of them."""
+"""One registry of model families: ``create_model(name, **config)`` builds any of them.
+
+A leaf (timm's ``_registry.py``): it imports no model. Each family module registers its
+class with :func:`register` when imported; ``spade.models`` imports every family.
+"""
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +25,7 @@ class Family:
     protocol: str  #: default evaluation protocol
     description: str = ""
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  #: named configurations
+    depth_key: str | None = None  #: constructor argument that sets the number of iterations
 
     def defaults(self) -> dict[str, Any]:
         sig = inspect.signature(self.cls.__init__)
@@ -31,31 +37,29 @@ _FAMILIES: dict[str, Family] = {}
 
 
 def register(name: str, physics: tuple[str, ...], protocol: str, description: str = "",
-             presets: dict[str, dict[str, Any]] | None = None) -> Callable[[type], type]:
-    """Class decorator that registers a family under ``name``."""
+             presets: dict[str, dict[str, Any]] | None = None, depth_key: str | None = None) -> Callable[[type], type]:
+    """Class decorator that registers a family under ``name`` (a second family of the
+    same name replaces the first, with a warning)."""
 
     def wrap(cls: type) -> type:
+        if name in _FAMILIES and _FAMILIES[name].cls is not cls:
+            warnings.warn(f"model family '{name}' is registered again: {cls.__qualname__} replaces "
+                          f"{_FAMILIES[name].cls.__qualname__}", stacklevel=2)
         cls.family = name
-        _FAMILIES[name] = Family(name, cls, tuple(physics), protocol, description, dict(presets or {}))
+        _FAMILIES[name] = Family(name, cls, tuple(physics), protocol, description, dict(presets or {}), depth_key)
         return cls
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    from . import zoo  # noqa: F401  (importing the zoo registers every family)
-
-
 def families() -> dict[str, Family]:
-    _ensure_loaded()
     return dict(_FAMILIES)
 
 
 def get_family(name: str) -> Family:
-    fams = families()
-    if name not in fams:
-        raise SpadeError(f"unknown model family '{name}': choose one of {sorted(fams)}")
-    return fams[name]
+    if name not in _FAMILIES:
+        raise SpadeError(f"unknown model family '{name}': choose one of {sorted(_FAMILIES)}")
+    return _FAMILIES[name]
 
 
 def create_model(name: str, **config) -> nn.Module:

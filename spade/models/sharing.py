@@ -30,6 +30,13 @@ from ..errors import require
 MODES = ("untied", "tied", "recursive")
 
 
+def sharing_presets(stages: int, recursions: int) -> dict[str, dict]:
+    """The presets of a family that has every sharing mode: ``untied`` (its defaults),
+    ``tied``, and ``recursive`` with ``stages`` x ``recursions``."""
+    return {"untied": {}, "tied": {"sharing": "tied"},
+            "recursive": {"sharing": "recursive", "stages": stages, "recursions": recursions}}
+
+
 class Modulation(nn.Module):
     """``heads`` independent maps ``n_in -> width`` (a linear layer, or an MLP
     ``n_in -> hidden -> ReLU -> width`` when ``hidden`` is given)."""

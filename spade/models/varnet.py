@@ -31,7 +31,7 @@ from .base import ReconstructionNet
 from .du import unroll
 from .priors import UNet, require_channels
 from .registry import register
-from .sharing import Sharing
+from .sharing import Sharing, sharing_presets
 
 
 def _center_run(line: list[float], center: int) -> list[int]:
@@ -105,8 +105,7 @@ class Cascade(nn.Module):
 
 @register("varnet", physics=("mri",), protocol="fastmri",
           description="E2E variational network: cascades of normalised U-Nets with learned data consistency",
-          presets={"untied": {}, "tied": {"sharing": "tied"},
-                   "recursive": {"sharing": "recursive", "stages": 2, "recursions": 3}})
+          presets=sharing_presets(stages=2, recursions=3), depth_key="cascades")
 class VarNet(ReconstructionNet):
     """End-to-end variational network (see module docstring). ``model(y, physics)``."""
 

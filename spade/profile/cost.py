@@ -1,8 +1,7 @@
 """Cost of one forward pass: multiply-accumulates, parameters and peak tensor memory.
 
-* **MACs** — ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of the aten
-  convolution (incl. transposed) and matrix-product ops of the eager forward, physics
-  included (``MACs = FLOPs / 2``); FFTs and element-wise ops are not counted.
+* **MACs** — :class:`spade.macs.MacCounter` (``MACS_COUNTER``), the counter the pruner
+  uses too.
 * **parameters** — of the network (shared parameters once); physics tensors are
   buffers and not counted.
 * **peak memory** — the peak total size of the tensor storages that aten ops create
@@ -20,9 +19,9 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
 
-MACS_COUNTER = "torch.utils.flop_counter.FlopCounterMode (aten conv/matmul, physics included), MACs = FLOPs / 2"
+from ..macs import MacCounter
+
 PEAK_MEMORY = "peak of tensor storage created by aten ops in one eager forward (activations + output; " \
               "weights, input and kernel scratch excluded), tracked by a TorchDispatchMode"
 
@@ -64,7 +63,7 @@ class LiveTensors(TorchDispatchMode):
 @torch.inference_mode()
 def forward_cost(forward: Callable[[], object]) -> dict[str, float]:
     """``{"macs", "peak_mem_mb"}`` of one call of ``forward`` (eager)."""
-    with FlopCounterMode(display=False) as flops, LiveTensors() as memory:
+    with MacCounter() as macs, LiveTensors() as memory:
         out = forward()
     del out
-    return {"macs": int(flops.get_total_flops() // 2), "peak_mem_mb": memory.peak / 2 ** 20}
+    return {"macs": macs.macs, "peak_mem_mb": memory.peak / 2 ** 20}

@@ -39,7 +39,8 @@ from ..models import LoadedModel, count_parameters, load_model
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
 from .conditions import hardware, load_average, versions
-from .cost import MACS_COUNTER, PEAK_MEMORY, forward_cost
+from ..macs import MACS_COUNTER
+from .cost import PEAK_MEMORY, forward_cost
 from .latency import METHOD, Timing, measure_interleaved, ratio
 
 

@@ -5,7 +5,9 @@ record)`` (see :func:`spade.prune.api.prune`): the package itself is callable, s
 ``spade.prune(...)`` and ``from spade.prune import prune`` work. Channels tied to the
 physics keep their width (:mod:`spade.prune.graph`, :mod:`spade.prune.rules`);
 :mod:`spade.prune.depth` removes whole iterations; :mod:`spade.prune.saving` stores a
-pruned bring-your-own model as weights plus history.
+pruned bring-your-own model as weights plus history; :mod:`spade.prune.functional` makes
+convolutions applied with ``F.conv2d`` on raw parameters prunable; every use of
+torch-pruning's internals is in :mod:`spade.prune.tp_adapter`.
 """
 import sys
 import types

@@ -7,10 +7,8 @@ layers loses ``ratio`` of its channels (``scope="uniform"``) or the least import
 in ``steps`` equal steps (the importance is recomputed after each). ``depth`` first
 removes that many unrolled iterations (see :mod:`spade.prune.depth`).
 
-MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) for one
-inference call on the example input: every convolution (transposed included) and
-matrix product, the physics' own operators included (e.g. block CS's sampling matrix);
-FFTs, element-wise operations and normalisation are not counted.
+MACs are counted by :class:`spade.macs.MacCounter` (the profiler's counter) for one
+inference call on the example input.
 """
 from __future__ import annotations
 
@@ -21,9 +19,9 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import SpadeError, require
+from ..macs import MacCounter
 from ..models.io import layer_widths
 from . import calls, criteria, width
 from .depth import DepthResult, prune_depth
@@ -66,26 +64,26 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, example) -> int:
     """Multiply-accumulates of one inference call (see module docstring)."""
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), calls.kept_state(model), calls.unrolled_checkpoints(), counter:
+    with torch.no_grad(), calls.kept_state(model), calls.unrolled_checkpoints(), MacCounter() as counter:
         model.eval()
         calls.guarded(model, example)
-    return int(counter.get_total_flops() // 2)
+    return counter.macs
 
 
 def check_settings(ratio, importance, scope, steps, round_to, depth, data) -> None:
     require(isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1,
             f"pruning ratio {ratio!r} is outside [0, 1): give the fraction of channels to remove, e.g. 0.5")
-    require(importance in criteria.CRITERIA,
-            f"unknown importance criterion '{importance}': choose one of {list(criteria.CRITERIA)}")
+    require(criteria.is_importance(importance) or importance in criteria.CRITERIA,
+            f"unknown importance criterion '{importance}': choose one of {list(criteria.CRITERIA)} or give a "
+            "torch_pruning.importance.Importance object")
     require(scope in SCOPES, f"unknown scope '{scope}': choose one of {list(SCOPES)}")
     require(isinstance(steps, int) and steps >= 1, f"steps = {steps!r}: give a whole number >= 1")
     require(round_to is None or (isinstance(round_to, int) and round_to >= 1),
             f"round_to = {round_to!r}: give a whole number >= 1 (or none)")
     require(depth is None or (isinstance(depth, int) and depth >= 1),
             f"depth = {depth!r}: give the number of iterations to remove (>= 1)")
-    require(importance not in criteria.DATA_CRITERIA or ratio == 0 or data is not None,
-            f"the '{importance}' criterion ranks channels on data: give data (batches of (inputs, target); "
+    require(criteria.data_kind(importance) is None or ratio == 0 or data is not None,
+            f"the '{criteria.label(importance)}' criterion ranks channels on data: give data (batches of (inputs, target); "
             "--data on the command line)")
 
 
@@ -126,13 +124,23 @@ def _protected(model: nn.Module, names: list[str]) -> set:
 
 
 def _scores(graph: Graph, group, importance) -> torch.Tensor | None:
-    imp = importance(graph.full_group(group))
-    return None if imp is None else imp.detach().float().cpu()
+    try:
+        imp = importance(graph.full_group(group))
+    except Exception as exc:  # a user's criterion: its own message, with the group it failed on
+        raise SpadeError(f"the importance criterion {type(importance).__name__} failed on {group.name}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if imp is None:
+        return None
+    require(isinstance(imp, torch.Tensor) and imp.numel() == group.width,
+            f"the importance criterion {type(importance).__name__} gave {getattr(imp, 'shape', type(imp).__name__)} "
+            f"for {group.name}: it must return one score per channel ({group.width})")
+    return imp.detach().float().cpu().flatten()
 
 
-def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str = "l1", scope: str = "uniform",
+def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1", scope: str = "uniform",
           steps: int = 1, round_to: int | None = None, depth: int | None = None, protect: Sequence = (),
-          data: Iterable | None = None, depth_in: str | None = None, seed: int = 0) -> tuple[nn.Module, PruneRecord]:
+          data: Iterable | None = None, depth_in: str | None = None, seed: int = 0,
+          time_limit: float | None = 300.0) -> tuple[nn.Module, PruneRecord]:
     """Prune a copy of ``model``; returns ``(smaller model, PruneRecord)``.
 
     Args:
@@ -140,7 +148,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
         example_inputs: a tensor (``model(t)``), tuple (``model(*t)``), dict
             (``model(**d)``) or function ``fn(model)``; SPADE models take ``(y, physics)``.
         ratio: fraction of channels to remove, in [0, 1).
-        importance: ``l1``, ``l2``, ``taylor``, ``hessian``, ``lamp`` or ``random``.
+        importance: ``l1``, ``l2``, ``taylor``, ``hessian``, ``lamp`` or ``random``, or a
+            ``torch_pruning.importance.Importance`` object (``__call__(group)``).
         scope: ``uniform`` or ``global`` (see :mod:`spade.prune.width`).
         steps: prune in this many equal steps, re-scoring in between.
         round_to: round kept widths to a multiple of this.
@@ -150,39 +159,49 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
         data: ``(inputs, target)`` batches for taylor/hessian and depth ranking.
         depth_in: name of the ``ModuleList`` of iterations (models outside the registry).
         seed: seed of the random criterion.
+        time_limit: seconds allowed for building and analysing the dependency graph
+            (None: no limit); past it, a one-line error names the layer it stopped at.
+
+    A pruned copy that no longer runs on the example input (or changes an output's
+    shape: e.g. a scale reshaped with a hard-coded channel count) is not returned: the
+    groups that break it are found, rolled back (recorded as interfaces, with the
+    error) and the rest is pruned again.
     """
     check_settings(ratio, importance, scope, steps, round_to, depth, data)
     calls.check_example(example_inputs)
     start = time.perf_counter()
     names = _resolve_protect(model, protect)
     try:
-        work = copy.deepcopy(model)
+        base = copy.deepcopy(model)
     except Exception as exc:
         raise SpadeError(f"cannot copy the model to prune it: {type(exc).__name__}: {exc}") from None
     batches = list(data) if data is not None else None
-    trainable = {n: p.requires_grad for n, p in work.named_parameters()}
-    widths_before, params_before = layer_widths(work), count_params(work)
-    macs_before = count_macs(work, example_inputs)
+    trainable = {n: p.requires_grad for n, p in base.named_parameters()}
+    widths_before, params_before = layer_widths(base), count_params(base)
+    macs_before = count_macs(base, example_inputs)
     depth_result: DepthResult | None = None
     if depth:
-        work, depth_result = prune_depth(work, depth, batches, depth_in)
-    graph = Graph(work, example_inputs, _protected(work, names))
-    prunable = [g for g in graph.groups if g.interface is None and g.width > g.channel_groups]
-    if ratio > 0 and not prunable:
-        reasons = "; ".join(f"{g.name}: {g.interface or 'too narrow'}" for g in graph.groups[:4])
-        raise SpadeError(f"nothing to prune in {type(model).__name__}: every layer keeps its width ({reasons})")
-    original = {g.key: g.width for g in prunable}
-    samples = 0
-    if ratio > 0:
-        scorer = criteria.make_importance(importance)
-        for step in range(1, steps + 1):
-            samples = _prune_step(graph, prunable, original, scorer, importance, ratio * step / steps, scope,
-                                  round_to, batches, seed + step)
+        base, depth_result = prune_depth(base, depth, batches, depth_in)
+    settings = dict(ratio=ratio, importance=importance, scope=scope, steps=steps, round_to=round_to, batches=batches,
+                    seed=seed, time_limit=time_limit)
+    reference = output_shapes(base, example_inputs)
+    work, graph, original, samples = _width_pass(base, example_inputs, names, {}, **settings)
+    broken = breakage(work, example_inputs, reference)
+    if broken:  # roll back the groups that break the pruned copy, prune the rest again
+        culprits = _culprits(base, example_inputs, graph.history(), reference)
+        require(bool(culprits), f"the pruned copy of {type(model).__name__} fails on the example input although the "
+                                f"model runs on it ({broken}), and no single group explains it: keep layers with protect=")
+        refused = {root: f"pruning it breaks the pruned copy on the example input ({error}): rolled back, keep it "
+                         "with protect= or make the layer follow its input's width" for root, error in culprits.items()}
+        work, graph, original, samples = _width_pass(base, example_inputs, names, refused, **settings)
+        broken = breakage(work, example_inputs, reference)
+        require(not broken, f"the pruned copy of {type(model).__name__} fails on the example input ({broken}) "
+                            f"even without the groups rolled back ({sorted(culprits)}): keep layers with protect=")
     for name, p in work.named_parameters():  # pruned layers get new parameters: keep frozen ones frozen
         p.requires_grad_(trainable.get(name, True))
     record = PruneRecord(
-        settings={"criterion": importance, "ratio": ratio, "scope": scope, "steps": steps, "round_to": round_to,
-                  "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed},
+        settings={"criterion": criteria.label(importance), "ratio": ratio, "scope": scope, "steps": steps,
+                  "round_to": round_to, "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed},
         params_before=params_before, params_after=count_params(work), macs_before=macs_before,
         macs_after=count_macs(work, example_inputs), widths_before=widths_before, widths_after=layer_widths(work),
         seconds=round(time.perf_counter() - start, 3), history=graph.history(),
@@ -192,11 +211,77 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
     return work, record
 
 
+def _width_pass(base, example, names, refused, *, ratio, importance, scope, steps, round_to, batches, seed,
+                time_limit):
+    """Channel pruning of a copy of ``base``: ``(model, graph, {group: width before}, samples)``."""
+    work = copy.deepcopy(base)
+    graph = Graph(work, example, _protected(work, names), refused=refused, time_limit=time_limit)
+    prunable = [g for g in graph.groups if g.interface is None and g.width > g.channel_groups]
+    if ratio > 0 and not prunable:
+        reasons = "; ".join(f"{g.name}: {g.interface or 'too narrow'}" for g in graph.groups[:4])
+        raise SpadeError(f"nothing to prune in {type(base).__name__}: every layer keeps its width ({reasons})")
+    original = {g.key: g.width for g in prunable}
+    samples = 0
+    if ratio > 0:
+        scorer = criteria.make_importance(importance)
+        for step in range(1, steps + 1):
+            samples = _prune_step(graph, prunable, original, scorer, importance, ratio * step / steps, scope,
+                                  round_to, batches, seed + step)
+    graph.release()
+    return work, graph, original, samples
+
+
+def output_shapes(model: nn.Module, example) -> list[tuple[int, ...]]:
+    """Shapes of every tensor of the model's output on ``example`` (inference mode)."""
+    with torch.no_grad(), calls.kept_state(model):
+        model.eval()
+        return [tuple(t.shape) for t in calls.tensors_of(calls.guarded(model, example))]
+
+
+def breakage(model: nn.Module, example, reference: list) -> str | None:
+    """Why a pruned copy no longer works on ``example`` (None: it runs and its outputs
+    have the ``reference`` shapes)."""
+    try:
+        with torch.no_grad(), calls.kept_state(model):
+            model.eval()
+            shapes = [tuple(t.shape) for t in calls.tensors_of(calls.run(model, example))]
+    except Exception as exc:  # the user's code on pruned weights: any error is the answer
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None if shapes == reference else f"output shapes {shapes} instead of {reference}"
+
+
+def _culprits(base, example, history: list, reference: list) -> dict[str, str]:
+    """``{root layer: error}`` of the pruned groups that alone break ``base`` (bisection
+    over the history: a group is replayed on a fresh copy)."""
+    by_root: dict[str, list] = {}
+    for entry in history:
+        by_root.setdefault(entry[0], []).append(entry)
+    found = {}
+
+    def failure(roots):
+        trial = copy.deepcopy(base)
+        graph = Graph(trial, example)
+        graph.replay([e for r in roots for e in by_root[r]])
+        graph.release()
+        return breakage(trial, example, reference)
+
+    def search(roots):
+        error = failure(roots)
+        if error and len(roots) == 1:
+            found[roots[0]] = error
+        elif error:
+            search(roots[:len(roots) // 2])
+            search(roots[len(roots) // 2:])
+
+    search(list(by_root))
+    return found
+
+
 def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, round_to, batches, seed) -> int:
     model = graph.model
     samples = 0
-    if importance in criteria.DATA_CRITERIA:
-        samples = criteria.set_gradients(model, importance, batches)
+    if criteria.data_kind(importance):
+        samples = criteria.set_gradients(model, criteria.data_kind(importance), batches)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -5,9 +5,10 @@ An example input is a tensor (``model(t)``), a tuple or list of positional input
 ``fn(model) -> output``. The batch axis of a tensor is kept as it is: a (1, C, H, W)
 example is passed as (1, C, H, W).
 
-SPADE reconstruction networks (``model(y, physics)``) are traced with
-``return_aux=True`` so that branches that only run for the training penalty (e.g.
-ISTA-Net+'s symmetry constraint) are part of the graph and keep consistent widths.
+A model may declare ``trace_kwargs`` (a dict of keyword arguments): they are added when
+tracing a positional or keyword example, so that branches that only run for a training
+penalty (e.g. ISTA-Net+'s symmetry constraint, ``return_aux=True`` on SPADE's networks)
+are part of the graph and keep consistent widths.
 
 During tracing and gradient passes, reentrant checkpoints
 (``torch.utils.checkpoint.checkpoint(..., use_reentrant=True)``) run their function
@@ -24,7 +25,6 @@ from torch import nn
 from torch.utils import checkpoint as _checkpoint
 
 from ..errors import SpadeError
-from ..models.base import ReconstructionNet
 
 Example = Any  # torch.Tensor | tuple | list | dict | Callable[[nn.Module], Any]
 
@@ -49,9 +49,10 @@ def run(model: nn.Module, example: Example, **extra) -> Any:
 
 
 def trace_extras(model: nn.Module, example: Example) -> dict:
-    """Keyword arguments added when tracing: ``return_aux=True`` for SPADE models."""
-    if isinstance(model, ReconstructionNet) and not callable(example) and not isinstance(example, torch.Tensor):
-        return {"return_aux": True}
+    """Keyword arguments added when tracing: the model's own ``trace_kwargs``."""
+    declared = getattr(model, "trace_kwargs", None)
+    if isinstance(declared, dict) and not callable(example) and not isinstance(example, torch.Tensor):
+        return dict(declared)
     return {}
 
 

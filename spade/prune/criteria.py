@@ -15,6 +15,10 @@ hessian    ``sum w^2 * E[(dL_i/dw)^2]`` (``HessianImportance``), the diagonal-Fi
 
 ``L`` is the mean squared error between the model's reconstruction of its own
 measurements and the ground truth, over a few batches of data.
+
+The names are aliases: ``importance=`` also takes any ``tp.importance.Importance``
+object (``__call__(group) -> one score per channel``), torch-pruning's extension point
+for new criteria. Instances of its Taylor / Hessian classes get the gradients above.
 """
 from __future__ import annotations
 
@@ -32,8 +36,29 @@ CRITERIA = ("l1", "l2", "taylor", "hessian", "lamp", "random")
 DATA_CRITERIA = ("taylor", "hessian")
 
 
-def make_importance(name: str):
-    """torch-pruning importance object for a criterion name."""
+def is_importance(obj) -> bool:
+    """A torch-pruning importance object (a criterion given as an object, not a name)."""
+    return isinstance(obj, tp.importance.Importance)
+
+
+def label(importance) -> str:
+    """The name a criterion is recorded under: the alias, or the object's class name."""
+    return type(importance).__name__ if is_importance(importance) else str(importance)
+
+
+def data_kind(importance) -> str | None:
+    """``"taylor"`` / ``"hessian"`` for a criterion that needs gradients on data, else None."""
+    if is_importance(importance):
+        if isinstance(importance, tp.importance.HessianImportance):
+            return "hessian"
+        return "taylor" if isinstance(importance, tp.importance.TaylorImportance) else None
+    return importance if importance in DATA_CRITERIA else None
+
+
+def make_importance(name):
+    """torch-pruning importance object for a criterion name (an object is returned as is)."""
+    if is_importance(name):
+        return name
     imp = tp.importance
     table = {
         "l1": lambda: imp.MagnitudeImportance(p=1),

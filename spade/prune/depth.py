@@ -1,14 +1,11 @@
 """Depth pruning: remove whole unrolled iterations (or stages), the least useful first.
 
-The *units* that can go are found without knowing the family:
+The *units* that can go are what the model declares, the same way for every model:
 
-* a SPADE model (registry family with one :class:`~spade.models.sharing.Sharing`):
-  untied — its iterations (one block each); recursive — its stages (a stage is R
-  recursions of one block); tied — its iterations (all share one block, so any K - d of
-  them are the same network: the last ones are dropped, no data needed). The model is
-  rebuilt through the registry with the smaller count — the configuration key that sets
-  it is found by trying which one changes the number of blocks — and the kept blocks'
-  weights (pruned widths included) are copied;
+* a model that defines ``depth_units() -> (unit, count, interchangeable)`` and
+  ``without_units(removed) -> new model`` removes its own units (SPADE's networks do:
+  iterations, or the stages of a recursive network, rebuilt with the smaller count);
+  ``interchangeable`` units (one block called K times) need no ranking: the last ones go;
 * any other module: a ``nn.ModuleList`` of identical modules that the forward pass
   iterates (``for cascade in self.cascades``), named by ``depth_in`` or found as the
   only outermost such list; removed entries are deleted from the list.
@@ -20,17 +17,13 @@ least are removed together.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..errors import SpadeError, require
-from ..models.base import ReconstructionNet
-from ..models.io import resize_tensors
-from ..models.registry import create_model
-from ..models.sharing import Sharing
+from ..errors import require
+from ..metrics import psnr
 from . import calls
 
 
@@ -56,54 +49,15 @@ def psnr_on(model: nn.Module, batches) -> float:
         model.eval()
         for inputs, target in batches:
             out = calls.first_tensor(calls.guarded(model, inputs))
-            mse = float(torch.mean((out.float() - target.float()) ** 2))
-            peak = float(target.abs().max())
-            values.append(math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse))
+            values.append(psnr(out.float(), target.float(), float(target.abs().max())))
     require(bool(values), "depth pruning needs data to rank the iterations, but no batch was given")
     return sum(values) / len(values)
 
 
-# --- SPADE models: rebuilt through the registry -------------------------------------
-def _sharing(model: nn.Module) -> tuple[str, Sharing] | None:
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, Sharing)]
-    if not isinstance(model, ReconstructionNet) or len(found) != 1:
-        return None
-    return found[0]
-
-
-def _depth_key(model: ReconstructionNet, sharing: Sharing) -> str:
-    """The configuration key that sets the number of iterations (stages when recursive)."""
-    config = model.config
-    for key, value in config.items():
-        if type(value) is int and value == sharing.stages and value > 1:
-            try:
-                trial = create_model(model.family, **{**config, key: value - 1})
-            except SpadeError:
-                continue
-            found = _sharing(trial)
-            if found is not None and found[1].stages == value - 1:
-                return key
-    raise SpadeError(f"cannot find the setting of {model.family} that sets its number of iterations")
-
-
-def _rebuild(model: ReconstructionNet, keep: list[int]) -> nn.Module:
-    """The model with only the units ``keep`` (see module docstring)."""
-    prefix, sharing = _sharing(model)
-    key = _depth_key(model, sharing)
-    new = create_model(model.family, **model.reconfigured(**{key: len(keep)}))
-    blocks = f"{prefix}.blocks."
-    state = {}
-    for name, value in model.state_dict().items():
-        if name.startswith(blocks) and sharing.mode != "tied":
-            index, rest = name[len(blocks):].split(".", 1)
-            if int(index) in keep:
-                state[f"{blocks}{keep.index(int(index))}.{rest}"] = value
-        else:
-            state[name] = value
-    own = new.state_dict()
-    resize_tensors(new, {k: list(v.shape) for k, v in state.items() if k in own and own[k].shape != v.shape})
-    new.load_state_dict(state, strict=True)
-    return new.to(next(model.parameters()).device).train(model.training)
+def _declared(model: nn.Module, depth_in: str | None) -> bool:
+    """Whether the model's own ``depth_units``/``without_units`` are used."""
+    return depth_in is None and callable(getattr(model, "depth_units", None)) \
+        and callable(getattr(model, "without_units", None))
 
 
 # --- other models: a list of iterations ---------------------------------------------
@@ -143,28 +97,23 @@ def _without_entries(model: nn.Module, name: str, removed: list[int]) -> nn.Modu
 # --- the public step ----------------------------------------------------------------
 def remove_units(model: nn.Module, removed: list[int], depth_in: str | None = None) -> nn.Module:
     """``model`` without the given units (iterations, stages or list entries)."""
-    found = _sharing(model)
-    if found is not None:
-        units = found[1].stages
-        return _rebuild(model, [i for i in range(units) if i not in removed])
+    if _declared(model, depth_in):
+        return model.without_units(list(removed))
     return _without_entries(model, iteration_list(model, depth_in), removed)
 
 
 def prune_depth(model: nn.Module, depth: int, batches=None, depth_in: str | None = None) -> tuple[nn.Module, DepthResult]:
     """Remove ``depth`` units; returns the new model and what was removed."""
-    found = _sharing(model)
-    if found is not None:
-        sharing = found[1]
-        unit = "stage" if sharing.mode == "recursive" else "iteration"
-        total = sharing.stages
+    if _declared(model, depth_in):
+        unit, total, interchangeable = model.depth_units()
     else:
         depth_in = iteration_list(model, depth_in)
-        unit, total = f"entry of {depth_in}", len(model.get_submodule(depth_in))
+        unit, total, interchangeable = f"entry of {depth_in}", len(model.get_submodule(depth_in)), False
     require(isinstance(depth, int) and 1 <= depth < total,
             f"depth {depth} is out of range: this model has {total} {unit}s, remove 1 to {total - 1}")
-    if found is not None and found[1].mode == "tied":
+    if interchangeable:
         removed = list(range(total - depth, total))
-        return remove_units(model, removed), DepthResult(unit, total, removed)
+        return remove_units(model, removed, depth_in), DepthResult(unit, total, removed)
     require(batches is not None, f"depth pruning ranks the {unit}s on data: give data (--data)")
     batches = list(batches)
     full = psnr_on(model, batches)

@@ -88,12 +88,17 @@ def out_meta(grad_fn) -> tuple[tuple[int, ...] | None, torch.dtype | None]:
         return None, None
 
 
+def _signed(dim):
+    """An axis autograd saved as unsigned 64 bits (``-2`` reads ``2**64 - 2``), signed."""
+    return dim - 2 ** 64 if isinstance(dim, int) and dim >= 2 ** 63 else dim
+
+
 def _norm_dims(dims, ndim: int) -> list[int]:
     if dims is None:
         return list(range(ndim))
     if isinstance(dims, int):
         dims = [dims]
-    dims = [int(d) for d in dims]
+    dims = [int(_signed(d)) for d in dims]
     if not dims:  # an empty dim list reduces over every axis
         return list(range(ndim))
     return [d % ndim if ndim else 0 for d in dims]
@@ -158,6 +163,12 @@ def _untraced_reason(grad_fn, operands, name: str, out_shape) -> str | None:
         if not saved:
             return f"{name} with an untraced tensor"
         operands = [(tuple(t.shape), t.dtype == torch.bool) for t in saved]
+    return untraced_reason(operands, name, out_shape)
+
+
+def untraced_reason(operands, name: str, out_shape) -> str | None:
+    """Interface reason for operands without gradient ``[(shape, is_bool), ...]`` that
+    have a channel axis in ``out_shape`` (None: they broadcast over the channels)."""
     for shape, is_bool in operands:
         if is_bool or out_shape is None:
             continue
@@ -165,6 +176,23 @@ def _untraced_reason(grad_fn, operands, name: str, out_shape) -> str | None:
         if size is not None and (size != 1 or out_shape[1] == 1):
             return f"{name} with an input/physics tensor of shape {list(shape)}"
     return None
+
+
+def assignment_reason(index, shape) -> str | None:
+    """Interface reason for ``x[index] = value`` on a tensor of ``shape``: None unless the
+    index selects part of the channel axis."""
+    if shape is None or len(shape) < 2:
+        return "in-place assignment of unknown shape"
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(i is None for i in items):
+        return "in-place assignment with a new axis"
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items = items[:at] + [slice(None)] * (len(shape) - len(items) + 1) + items[at + 1:]
+    if len(items) < 2 or items[1] == slice(None) or (items[0] is not Ellipsis and isinstance(items[1], slice)
+                                                     and range(*items[1].indices(shape[1])) == range(shape[1])):
+        return None
+    return f"in-place assignment to part of the channels (index {index!r})"
 
 
 def op_reason(grad_fn, operands=None) -> str | None:
@@ -210,8 +238,17 @@ def op_reason(grad_fn, operands=None) -> str | None:
 def _negative_channel_dim(grad_fn, shape) -> bool:
     """True when an op addresses the channel axis as a negative index, which
     torch-pruning does not recognise (it compares the saved axis with 1)."""
-    dim = _saved(grad_fn, "_saved_dim")
+    dim = _signed(_saved(grad_fn, "_saved_dim"))
     return isinstance(dim, int) and shape is not None and dim < 0 and dim % len(shape) == 1
+
+
+def op_axis(grad_fn) -> int | None:
+    """The (non-negative) axis a cat / split / slice / unbind works on (None: unknown)."""
+    dim = _signed(_saved(grad_fn, "_saved_dim"))
+    shape = input_shape(grad_fn) if op_name(grad_fn) != "Cat" else out_meta(grad_fn)[0]
+    if not isinstance(dim, int) or shape is None or not shape:
+        return None
+    return dim % len(shape)
 
 
 def _axis_reason(grad_fn, name, in_shape, out_shape) -> str | None:

@@ -42,7 +42,9 @@ def apply_history(model: nn.Module, example_inputs, history: dict) -> nn.Module:
     if history.get("removed"):
         pruned = remove_units(pruned, history["removed"], history.get("depth_in"))
     if history.get("channels"):
-        Graph(pruned, example_inputs).replay(history["channels"])
+        graph = Graph(pruned, example_inputs)
+        graph.replay(history["channels"])
+        graph.release()
     return pruned
 
 
