@@ -145,3 +145,22 @@ def test_cli_text_output_names_the_reconstruction(files, capsys):
     assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--data", str(files / "images"), "--samples", "1",
                  "--ridge", "0.01", "--out", str(files / "text.pt")]) == 0
     assert "reconstructed 12 layer(s) on 1 calibration sample(s)" in capsys.readouterr().out
+
+
+def test_cli_crop_shrinks_the_calibration_images(files, capsys, monkeypatch):
+    from spade.prune import reconstruct as module
+
+    seen = []
+    real = module.reconstruct
+
+    def spy(pruned, reference, example, history, batches, ridge=1e-3):
+        seen.extend(inputs[0].shape for inputs, _ in batches)
+        return real(pruned, reference, example, history, batches, ridge)
+
+    monkeypatch.setattr("spade.prune.api.refit", spy)
+    out = files / "crop.pt"
+    assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--data", str(files / "images"), "--samples", "2",
+                 "--crop", "33", "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert load_model(out).spec["pruning"]["crop"] == 33
+    assert seen and all(tuple(s[-2:]) == (2, 2) for s in seen)  # 33 px + the protocol's extra block: 2 x 2 blocks

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import example_pair, load_images
+from ..data import Image, example_pair, load_images
 from ..errors import require
 from ..models.io import load_model, save_model
 from ..prune import CRITERIA, prune
@@ -33,6 +33,9 @@ def add_parser(sub, name):
     p.add_argument("--data", help="images measured with the model's physics for taylor/hessian and --depth: a "
                                   "folder, 'embedded', 'embedded-mri' or a benchmark set")
     p.add_argument("--samples", type=positive_int, default=4, help="images of --data to use (default 4)")
+    p.add_argument("--crop", type=positive_int, default=None,
+                   help="centre-crop the --data images to at most N x N pixels before measuring them (keeps "
+                        "ranking and reconstruction cheap on large training images)")
     p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
                    help="re-fit the pruned layers so that their outputs match the unpruned model's on the --data "
                         "measurements (closed-form least squares, no labels; default: on when --data is given)")
@@ -61,13 +64,15 @@ def run(args) -> int:
     if args.data is not None:
         protocol = loaded.spec.get("protocol") or DEFAULT_PROTOCOL[physics.kind]
         rgb = protocol == "sr" and loaded.model.config.get("image_channels", 1) == 3
-        batches = measurement_batches(physics, load_images(args.data, "rgb" if rgb else "y"), protocol,
-                                      args.samples, args.seed, dev)
+        images = load_images(args.data, "rgb" if rgb else "y")
+        if args.crop:
+            images = [_centre_crop(im, args.crop) for im in images]
+        batches = measurement_batches(physics, images, protocol, args.samples, args.seed, dev)
     pruned, record = prune(loaded.model, example, ratio=args.ratio, importance=args.importance, scope=args.scope,
                            steps=args.steps, round_to=args.round_to, depth=args.depth, protect=args.protect,
                            data=batches, seed=args.seed, reconstruct=reconstruct, ridge=args.ridge)
     extras = {k: v for k, v in loaded.spec.items() if k not in _SPEC_KEYS}
-    entry = {**record.spec_entry(), "data": args.data, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
+    entry = {**record.spec_entry(), "data": args.data, "crop": args.crop, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
     if loaded.spec.get("pruning"):
         entry["previous"] = loaded.spec["pruning"]
     save_model(args.out, pruned, physics, pruning=entry, **extras)
@@ -79,6 +84,13 @@ def run(args) -> int:
         return 0
     _print(summary)
     return 0
+
+
+def _centre_crop(image: Image, size: int) -> Image:
+    """The central (at most) ``size x size`` pixels of ``image``."""
+    h, w = image.shape
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return Image(image.name, image.pixels[..., top:top + size, left:left + size].copy())
 
 
 def _print(s: dict) -> None:
