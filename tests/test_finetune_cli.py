@@ -127,3 +127,18 @@ def test_plugin_strategy_from_the_command_line(files, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert "data: whole images measured once" in result.stdout
     assert load_model(out).spec["finetuning"]["strategy"] == "tv"
+
+
+def test_school_pairs_a_depth_pruned_models_iterations_with_the_ones_they_replace(files, capsys):
+    """A model pruned by `spade prune --depth` and distilled on its iterates: each kept
+    iteration is matched with the teacher iteration it stood in for (its pruning record)."""
+    pruned, out = files / "depth.spade", files / "ft.spade"
+    assert main(["prune", str(files / "teacher.spade"), "--ratio", "0", "--depth", "1", "--data",
+                 str(files / "train"), "--samples", "2", "--no-reconstruct", "--out", str(pruned), "--json"]) == 0
+    removed = json.loads(capsys.readouterr().out)["depth"]["removed"]
+    code = main(["finetune", str(pruned), "--strategy", "school", "--teacher", str(files / "teacher.spade"),
+                 "--iterates", "0.5", "--data", str(files / "train"), "--steps", "2", "--batch", "2", "--patch", "33",
+                 "--out", str(out), "--json", "--no-progress"])
+    assert code == 0
+    pairs = json.loads(capsys.readouterr().out)["options"]["school"]["teacher_iterates"]
+    assert pairs == [k + 1 for k in range(3) if k not in removed] and len(pairs) == 2

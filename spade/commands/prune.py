@@ -1,6 +1,8 @@
 """``spade prune MODEL --ratio R --out PRUNED``: a smaller model file with the physics intact."""
 from __future__ import annotations
 
+import argparse
+
 from ..jobs import PruneJob, prune_file
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
@@ -24,6 +26,13 @@ def add_parser(sub, name):
     p.add_argument("--data", help="images measured with the model's physics for taylor/hessian and --depth: a "
                                   "folder, 'embedded', 'embedded-mri' or a benchmark set")
     p.add_argument("--samples", type=positive_int, default=4, help="images of --data to use (default 4)")
+    p.add_argument("--crop", type=positive_int, default=None,
+                   help="centre-crop the --data images to at most N x N pixels before measuring them (keeps "
+                        "ranking and reconstruction cheap on large training images)")
+    p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-fit the pruned layers so that their outputs match the unpruned model's on the --data "
+                        "measurements (closed-form least squares, no labels; default: on when --data is given)")
+    p.add_argument("--ridge", type=float, default=1e-3, help="ridge of the re-fit, relative (default 1e-3)")
     p.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                    help="modules or parameters (dotted names) whose channels must stay")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and of 'random' (default 0)")
@@ -35,8 +44,8 @@ def add_parser(sub, name):
 
 def run(args) -> int:
     job = PruneJob(args.model, args.out, args.ratio, importance=args.importance, scope=args.scope, steps=args.steps,
-                   round_to=args.round_to, depth=args.depth, data=args.data, samples=args.samples,
-                   protect=tuple(args.protect), seed=args.seed)
+                   round_to=args.round_to, depth=args.depth, data=args.data, samples=args.samples, crop=args.crop,
+                   reconstruct=args.reconstruct, ridge=args.ridge, protect=tuple(args.protect), seed=args.seed)
     summary = prune_file(job, device(args.device))
     if args.json:
         emit_json(summary)
@@ -55,6 +64,13 @@ def _print(s: dict) -> None:
           f"   MACs {s['macs_before'] / 1e9:.3f} G -> {s['macs_after'] / 1e9:.3f} G "
           f"({s['macs_after'] / max(s['macs_before'], 1):.1%}) for one {'x'.join(map(str, s['macs_image'])) or 'example'} input")
     changed = {g: w for g, w in s["groups"].items() if w[0] != w[1]}
+    if s["reconstruct"]:
+        r = s["reconstruct"]
+        errors = list(r["layers"].values())
+        mean = [sum(e[i] for e in errors) / max(len(errors), 1) for i in (0, 1)]
+        print(f"  reconstructed {len(errors)} layer(s) on {r['samples']} calibration sample(s) in {r['seconds']:.1f} s: "
+              f"mean relative output error {mean[0]:.4f} -> {mean[1]:.4f}"
+              + (f"; not re-fitted: {', '.join(r['skipped'])}" if r["skipped"] else ""))
     print(f"  {len(changed)} group(s) of layers pruned, {len(s['interfaces'])} kept at full width:")
     for group, reason in s["interfaces"].items():
         print(f"    {group[:70]}: {reason}")

@@ -36,6 +36,12 @@ class Image:
         """(C, H, W) float32 in [0, 1]."""
         return to_tensor(self.pixels)
 
+    def centre_crop(self, size: int) -> "Image":
+        """The central (at most) ``size x size`` pixels."""
+        h, w = self.shape
+        top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        return Image(self.name, self.pixels[..., top:top + size, left:left + size].copy())
+
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """(H, W) or (C, H, W) pixels -> (C, H, W) float32, uint8 scaled by 1/255."""

@@ -99,18 +99,34 @@ class School(Strategy):
     ``iterates`` > 0 adds ``iterates x`` the mean distance between intermediate iterates.
     Student and teacher may run different iteration counts (depth pruning, recursive
     models): student iterate ``i`` of ``K_s`` (1-based) is matched with teacher iterate
-    ``j = round(i K_t / K_s)`` (clamped to 1..K_t), i.e. by relative position; the last
-    iterates always pair up. Teacher outputs of fixed batches (``ctx.key``) are cached.
+    ``teacher_iterates[i - 1]`` when given (e.g. :func:`kept_iterations` of a depth-pruned
+    model: the teacher iteration each kept one replaces), else with
+    ``j = round(i K_t / K_s)`` (clamped to 1..K_t), i.e. by relative position, so that the
+    last iterates pair up. Teacher outputs of fixed batches (``ctx.key``) are cached.
     """
 
     name = "school"
     uses_teacher = True
 
-    def __init__(self, metric: str = "l2", iterates: float = 0.0):
+    def __init__(self, metric: str = "l2", iterates: float = 0.0, teacher_iterates: list[int] | None = None):
         self.metric = check_metric(metric)
         require(iterates >= 0, f"school: iterates weight {iterates} must be >= 0")
+        require(teacher_iterates is None or (len(teacher_iterates) > 0 and all(
+                type(j) is int and j >= 1 for j in teacher_iterates)),
+                f"school: teacher_iterates {teacher_iterates!r} must list teacher iterations (1-based), one per "
+                "student iteration")
         self.iterates = float(iterates)
+        self.teacher_iterates = None if teacher_iterates is None else list(teacher_iterates)
         self._cache: dict = {}
+
+    def pairs(self, ks: int, kt: int) -> list[int]:
+        """The teacher iterate (1-based) matched with each of ``ks`` student iterates."""
+        if self.teacher_iterates is None:
+            return [min(kt, max(1, round(i * kt / ks))) for i in range(1, ks + 1)]
+        require(len(self.teacher_iterates) == ks and max(self.teacher_iterates) <= kt,
+                f"school: teacher_iterates {self.teacher_iterates} do not fit a student of {ks} and a teacher of "
+                f"{kt} iterations: give one teacher iteration in 1..{kt} per student iteration")
+        return self.teacher_iterates
 
     @torch.no_grad()
     def _teach(self, y, physics, ctx):
@@ -131,10 +147,20 @@ class School(Strategy):
         if self.iterates > 0:
             s_iterates = ctx.aux.get("iterates") or []
             require(s_iterates and t_iterates, "school: iterate matching needs models that return their iterates")
-            ks, kt = len(s_iterates), len(t_iterates)
-            pairs = [(s, t_iterates[min(kt, max(1, round(i * kt / ks))) - 1]) for i, s in enumerate(s_iterates, 1)]
+            pairs = [(s, t_iterates[j - 1]) for s, j in zip(s_iterates, self.pairs(len(s_iterates), len(t_iterates)))]
             total = total + self.iterates * torch.stack([pixel_loss(s, t, self.metric) for s, t in pairs]).mean()
         return total
+
+
+def kept_iterations(depth: dict) -> list[int]:
+    """The original iterations (1-based) a depth-pruned model kept, in order, from the
+    ``depth`` entry of its pruning record (``{"unit": "iteration", "total": K, "removed":
+    [0-based indices]}``): the ``teacher_iterates`` of :class:`School`."""
+    require(depth.get("unit") == "iteration",
+            f"school: iterations can be paired by depth pruning only when whole iterations were removed "
+            f"(this model lost {depth.get('unit')}s): leave teacher_iterates out to pair by relative position")
+    removed = set(depth["removed"])
+    return [k + 1 for k in range(depth["total"]) if k not in removed]
 
 
 @register_strategy

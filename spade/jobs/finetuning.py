@@ -15,7 +15,7 @@ from ..finetune import finetune, parse_spec
 from ..finetune.config import TrainConfig
 from ..finetune.data import same_physics
 from ..finetune.loop import image_channels
-from ..finetune.strategies import build_strategies
+from ..finetune.strategies import build_strategies, kept_iterations
 from ..models.io import load_model, save_model
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
@@ -107,6 +107,16 @@ def write_result(out: Path, checkpoint: Path, model, physics, spec_extra: dict) 
         checkpoint.unlink(missing_ok=True)
 
 
+def _pair_iterations(options: dict, pruning: dict | None) -> dict:
+    """School on the iterates of a model that lost whole iterations: each kept iteration is
+    matched with the teacher iteration it replaces (the depth entry of its pruning record)."""
+    school = options.get("school", {})
+    depth = (pruning or {}).get("depth")
+    if not school.get("iterates") or not depth or depth.get("unit") != "iteration" or "previous" in pruning:
+        return options
+    return {**options, "school": {**school, "teacher_iterates": kept_iterations(depth)}}
+
+
 def finetune_file(job: FinetuneJob, device: str | torch.device = "cpu", resume: bool = False,
                   progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
     """Run ``job`` (resuming from its checkpoint with ``resume``); returns the run's summary.
@@ -125,14 +135,15 @@ def finetune_file(job: FinetuneJob, device: str | torch.device = "cpu", resume: 
     if job.holdout:
         require(not sparse, "sparse recovery trains on synthetic codes: there are no images to hold out")
         images, val = split(images, job.holdout, job.train.seed)
+    options = _pair_iterations(job.options, loaded.spec.get("pruning"))
     model, history = finetune(loaded.model, loaded.physics, images, job.strategy, teacher=teacher,
-                              options=job.options, val=val, protocol=job.protocol or loaded.spec.get("protocol"),
+                              options=options, val=val, protocol=job.protocol or loaded.spec.get("protocol"),
                               checkpoint=job.checkpoint, resume=resume, device=device, progress=progress,
                               data_name=job.data, val_name=job.val or (job.data if job.holdout else None),
                               test_time=job.test_time, log=log, **asdict(job.train))
     summary = history.summary()
     summary.update({"out": job.out, "model": job.model, "teacher": job.teacher, "data": job.data,
-                    "options": job.options})
+                    "options": options})
     extra = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
     extra["protocol"] = history.protocol
     extra["finetuning"] = {**summary, "settings": asdict(job.train)}

@@ -23,7 +23,9 @@ COMPUTED_SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths
 @dataclass(frozen=True)
 class PruneJob:
     """:func:`spade.prune.prune` settings plus the files: ``model`` in, ``out`` written;
-    ``data``: images measured with the model's physics (data criteria, depth pruning)."""
+    ``data``: images measured with the model's physics (data criteria, depth pruning,
+    reconstruction), ``samples`` of them, centre-cropped to ``crop`` pixels;
+    ``reconstruct``: re-fit the pruned layers on them (None: when ``data`` is given)."""
 
     model: str
     out: str
@@ -35,13 +37,27 @@ class PruneJob:
     depth: int | None = None
     data: str | None = None
     samples: int = 4
+    crop: int | None = None
+    reconstruct: bool | None = None
+    ridge: float = 1e-3
     protect: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
 
     def __post_init__(self):
-        check_settings(self.ratio, self.importance, self.scope, self.steps, self.round_to, self.depth, data=self.data)
+        check_settings(self.ratio, self.importance, self.scope, self.steps, self.round_to, self.depth, data=self.data,
+                       reconstruct=self.refits)
+        require(isinstance(self.ridge, (int, float)) and self.ridge > 0, f"ridge = {self.ridge!r}: give a number > 0, "
+                                                                           "e.g. 1e-3")
+        require(self.crop is None or (isinstance(self.crop, int) and self.crop >= 8),
+                f"crop = {self.crop!r}: give a side of at least 8 pixels (or none)")
         require(isinstance(self.samples, int) and self.samples >= 1, f"samples = {self.samples!r}: give a whole "
                                                                      "number >= 1")
+
+
+    @property
+    def refits(self) -> bool:
+        """Whether the pruned layers are re-fitted (default: when calibration data are given)."""
+        return self.data is not None if self.reconstruct is None else bool(self.reconstruct)
 
 
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
@@ -56,13 +72,15 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     batches = None
     if job.data is not None:
         protocol = loaded.spec.get("protocol") or physics.protocols[0]
-        batches = measurement_batches(physics, load_images(job.data, image_channels(loaded.model)), protocol,
-                                      job.samples, job.seed, device)
+        images = load_images(job.data, image_channels(loaded.model))
+        if job.crop:
+            images = [im.centre_crop(job.crop) for im in images]
+        batches = measurement_batches(physics, images, protocol, job.samples, job.seed, device)
     pruned, record = prune(loaded.model, (y, physics), ratio=job.ratio, importance=job.importance, scope=job.scope,
                            steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
-                           data=batches, seed=job.seed)
+                           data=batches, seed=job.seed, reconstruct=job.refits, ridge=job.ridge)
     extras = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
-    entry = {**record.spec_entry(), "data": job.data, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
+    entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
     if loaded.spec.get("pruning"):
         entry["previous"] = loaded.spec["pruning"]
     save_model(job.out, pruned, physics, pruning=entry, **extras)
@@ -75,7 +93,7 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
 def _prune_own_model(job: PruneJob, device) -> dict:
     """A user's network from MODULE:FUNCTION: pruned on its own example, saved as weights +
     pruning history (reload with ``spade.load_pruned(path, fresh_model, example)``)."""
-    require(job.data is None, "--data measures images with a SPADE model file's physics: for MODULE:FUNCTION "
+    require(job.data is None and not job.reconstruct, "--data and --reconstruct measure images with a SPADE model file's physics: for MODULE:FUNCTION "
                               "give data through the library (spade.prune(..., data=batches))")
     model, example = from_factory(job.model)
     pruned, record = prune(model.to(device), example, ratio=job.ratio, importance=job.importance, scope=job.scope,

@@ -26,6 +26,9 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     [prune]
     ratios = [0.25, 0.5, 0.75]
     importance = "taylor"  # scope, steps, round_to, depth (an int or one per ratio), samples, seed
+    # reconstruct = true   re-fit the pruned layers to the unpruned ones' outputs on `samples`
+    #                      training images centre-cropped to `crop` (default 128) pixels; on
+    #                      by default when training images are given; ridge = 1e-3
 
     [finetune]             # the strategies, each run on every pruned model, on the training images
     strategies = ["supervised", "school", "self-supervised"]   # or "school:1,self-supervised:0.5"
@@ -66,7 +69,8 @@ ROLES = ("unpruned", "recursive")
 IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
 DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", *DISTILL_TRAINING}
-PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data"}
+PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
+         "crop", "ridge"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise", "test_time"}
 FINETUNE = {"strategies"} | TRAINING
@@ -218,9 +222,19 @@ def _prune(raw: dict, models: list[dict]) -> dict:
     prune["depth"] = [_int(d, "[prune] depth", 0) for d in depths]
     require(all(r > 0 or d > 0 for r, d in zip(prune["ratios"], prune["depth"])),
             "[prune] a ratio of 0 needs a depth > 0 (otherwise nothing is pruned)")
-    for key in ("steps", "round_to", "samples"):
+    for key in ("steps", "round_to", "samples", "crop"):
         if key in prune:
             _int(prune[key], f"[prune] {key}")
+    prune.setdefault("crop", 128)
+    require(prune["crop"] >= 8, f"[prune] crop = {prune['crop']}: give a side of at least 8 pixels")
+    ridge = prune.setdefault("ridge", 1e-3)
+    require(isinstance(ridge, (int, float)) and not isinstance(ridge, bool) and ridge > 0,
+            f"[prune] ridge = {ridge!r}: give a number > 0, e.g. 1e-3")
+    has_train = all(prune.get("data") or m["train_data"] for m in models if m["role"] == "unpruned")
+    reconstruct = prune.setdefault("reconstruct", has_train)
+    require(isinstance(reconstruct, bool), f"[prune] reconstruct = {reconstruct!r}: give true or false")
+    require(not reconstruct or has_train, "[prune] reconstruct re-fits the pruned layers on training images: give "
+                                          "[data] train or [prune] data, or set reconstruct = false")
     if prune["importance"] in ("taylor", "hessian") or any(prune["depth"]):
         # data-driven pruning scores images with their ground truth: never the test images
         missing = [m["name"] for m in models if m["role"] == "unpruned" and not (prune.get("data") or m["train_data"])]

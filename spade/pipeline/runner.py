@@ -145,9 +145,11 @@ class Pipeline:
         self.log(f"[2/5] prune: {len(units)} model(s) x ratio; [3/5] fine-tune: {len(strategies)} strateg(ies) each")
         for m, ratio, depth in units:
             name = f"{m['name']}-r{round(ratio * 100):02d}" + (f"-d{depth}" if depth else "")
-            data = (p.get("data") or m["train_data"]) if p["importance"] in ("taylor", "hessian") or depth else None
+            uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"]
+            data = (p.get("data") or m["train_data"]) if uses_data else None
             job = PruneJob(str(files[m["name"]]), str(self._path(name)), ratio, importance=p["importance"],
-                           scope=p["scope"], depth=depth or None, data=data,
+                           scope=p["scope"], depth=depth or None, data=data, reconstruct=p["reconstruct"],
+                           crop=p["crop"], ridge=p["ridge"],
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
             pruned = self._stage(f"prune {m['name']} at {ratio}", self._path(name),
                                  lambda: prune_file(job, self.device))

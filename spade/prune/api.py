@@ -5,7 +5,9 @@ physics (see :mod:`spade.prune.graph`) keep their width; every other group of co
 layers loses ``ratio`` of its channels (``scope="uniform"``) or the least important
 ``ratio`` of all prunable channels go (``scope="global"``), ranked by ``importance``,
 in ``steps`` equal steps (the importance is recomputed after each). ``depth`` first
-removes that many unrolled iterations (see :mod:`spade.prune.depth`).
+removes that many unrolled iterations (see :mod:`spade.prune.depth`). ``reconstruct``
+then re-fits the pruned layers to the unpruned network's outputs on the calibration
+``data`` (see :mod:`spade.prune.reconstruct`).
 
 MACs are counted by :class:`spade.macs.MacCounter` (the profiler's counter) for one
 inference call on the example input.
@@ -25,6 +27,7 @@ from ..macs import MacCounter
 from ..models.io import layer_widths
 from . import calls, criteria, width
 from .depth import DepthResult, prune_depth
+from .reconstruct import reconstruct as refit
 from .graph import Graph
 
 SCOPES = ("uniform", "global")
@@ -47,6 +50,7 @@ class PruneRecord:
     groups: dict[str, list[int]] = field(default_factory=dict)  #: {group: [width before, width after]}
     depth: dict | None = None  #: what depth pruning removed (see DepthResult)
     data_samples: int = 0  #: samples used by a data-driven criterion
+    reconstruct: dict | None = None  #: what reconstruction re-fitted (see ReconstructRecord)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -54,7 +58,7 @@ class PruneRecord:
     def spec_entry(self) -> dict:
         """The summary stored in a pruned model file's spec (``pruning``)."""
         keys = ("params_before", "params_after", "macs_before", "macs_after", "seconds", "interfaces", "depth",
-                "data_samples")
+                "data_samples", "reconstruct")
         return {**self.settings, **{k: getattr(self, k) for k in keys}}
 
 
@@ -70,7 +74,7 @@ def count_macs(model: nn.Module, example) -> int:
     return counter.macs
 
 
-def check_settings(ratio, importance, scope, steps, round_to, depth, data) -> None:
+def check_settings(ratio, importance, scope, steps, round_to, depth, data, reconstruct=False) -> None:
     require(isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1,
             f"pruning ratio {ratio!r} is outside [0, 1): give the fraction of channels to remove, e.g. 0.5")
     require(criteria.is_importance(importance) or importance in criteria.CRITERIA,
@@ -85,6 +89,9 @@ def check_settings(ratio, importance, scope, steps, round_to, depth, data) -> No
     require(criteria.data_kind(importance) is None or ratio == 0 or data is not None,
             f"the '{criteria.label(importance)}' criterion ranks channels on data: give data (batches of (inputs, target); "
             "--data on the command line)")
+    require(not reconstruct or data is not None,
+            "reconstruction re-fits the pruned layers on calibration measurements: give data (--data on the "
+            "command line) or turn reconstruction off")
 
 
 def _resolve_protect(original: nn.Module, protect: Sequence) -> list[str]:
@@ -139,8 +146,8 @@ def _scores(graph: Graph, group, importance) -> torch.Tensor | None:
 
 def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1", scope: str = "uniform",
           steps: int = 1, round_to: int | None = None, depth: int | None = None, protect: Sequence = (),
-          data: Iterable | None = None, depth_in: str | None = None, seed: int = 0,
-          time_limit: float | None = 300.0) -> tuple[nn.Module, PruneRecord]:
+          data: Iterable | None = None, depth_in: str | None = None, seed: int = 0, reconstruct: bool = False,
+          ridge: float = 1e-3, time_limit: float | None = 300.0) -> tuple[nn.Module, PruneRecord]:
     """Prune a copy of ``model``; returns ``(smaller model, PruneRecord)``.
 
     Args:
@@ -159,6 +166,9 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         data: ``(inputs, target)`` batches for taylor/hessian and depth ranking.
         depth_in: name of the ``ModuleList`` of iterations (models outside the registry).
         seed: seed of the random criterion.
+        reconstruct: re-fit the pruned layers on ``data`` (no labels used) so that their
+            outputs match the unpruned network's (see :mod:`spade.prune.reconstruct`).
+        ridge: the re-fit's ridge, relative to the mean diagonal of ``X^T X``.
         time_limit: seconds allowed for building and analysing the dependency graph
             (None: no limit); past it, a one-line error names the layer it stopped at.
 
@@ -167,7 +177,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
     groups that break it are found, rolled back (recorded as interfaces, with the
     error) and the rest is pruned again.
     """
-    check_settings(ratio, importance, scope, steps, round_to, depth, data)
+    check_settings(ratio, importance, scope, steps, round_to, depth, data, reconstruct)
     calls.check_example(example_inputs)
     start = time.perf_counter()
     names = _resolve_protect(model, protect)
@@ -197,6 +207,9 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         broken = breakage(work, example_inputs, reference)
         require(not broken, f"the pruned copy of {type(model).__name__} fails on the example input ({broken}) "
                             f"even without the groups rolled back ({sorted(culprits)}): keep layers with protect=")
+    refitted = None
+    if reconstruct:  # base: the unpruned network (after depth pruning), the re-fit's reference
+        refitted = refit(work, base, example_inputs, graph.history(), batches, ridge).to_json()
     for name, p in work.named_parameters():  # pruned layers get new parameters: keep frozen ones frozen
         p.requires_grad_(trainable.get(name, True))
     record = PruneRecord(
@@ -207,7 +220,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         seconds=round(time.perf_counter() - start, 3), history=graph.history(),
         interfaces={g.name: g.interface for g in graph.groups if g.interface},
         groups={g.name: [original.get(g.key, g.width), g.width] for g in graph.groups},
-        depth=None if depth_result is None else depth_result.to_json(), data_samples=samples)
+        depth=None if depth_result is None else depth_result.to_json(), data_samples=samples, reconstruct=refitted)
     return work, record
 
 
