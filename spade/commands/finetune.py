@@ -21,7 +21,7 @@ from ..finetune.data import same_physics
 from ..finetune.loop import image_channels
 from ..finetune.losses import METRICS
 from ..models.io import load_model, save_model
-from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int
+from .common import add_device, add_force, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = {"format", "version", "family", "config", "shapes", "widths", "physics"}
@@ -73,6 +73,7 @@ def add_parser(sub, name):
     p.add_argument("--iterates", type=nonneg_float, help="school: weight of matching intermediate iterates")
     p.add_argument("--transforms", help="self-supervised: comma-separated subset of rotate,shift,flip")
     p.add_argument("--out", required=True, help="the fine-tuned model file to write")
+    add_force(p)
     add_training_options(p)
     p.set_defaults(handler=run)
 
@@ -126,11 +127,11 @@ def finish(out: Path, checkpoint: Path, model, physics, spec_extra: dict, summar
           f"loss {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}{val}")
 
 
+@writes_output(inputs=("model", "teacher"))
 def run(args) -> int:
     dev = dist.setup(device(args.device))
     try:
         out = Path(args.out)
-        require(out.resolve() != Path(args.model).resolve(), "--out must differ from the input model file")
         loaded = load_model(args.model, dev)
         require(loaded.physics is not None, f"model file {args.model} stores no physics to fine-tune with")
         names = [n for n, _ in parse_spec(args.strategy)]

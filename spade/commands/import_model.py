@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..models.importers import import_ista_net_plus
 from ..models.io import save_model
-from .common import add_json, emit_json
+from .common import add_force, add_json, emit_json, writes_output
 
 FORMATS = ("ista-net-plus",)
 
@@ -19,10 +19,12 @@ def add_parser(sub, name):
     p.add_argument("--mask", help="k-space mask .mat (key 'mask_matrix') or .npy, for MRI")
     p.add_argument("--ratio", type=float, help="expected CS sampling ratio (fraction), checked against Phi")
     p.add_argument("--out", required=True, help="the SPADE model file to write")
+    add_force(p)
     add_json(p)
     p.set_defaults(handler=run)
 
 
+@writes_output(inputs=("weights", "phi", "qinit", "mask"))
 def run(args) -> int:
     model, physics, provenance = import_ista_net_plus(args.weights, phi=args.phi, qinit=args.qinit,
                                                       mask=args.mask, ratio=args.ratio)

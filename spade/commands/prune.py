@@ -7,7 +7,7 @@ from ..models.io import load_model, save_model
 from ..prune import CRITERIA, prune
 from ..prune.api import SCOPES, check_settings
 from ..prune.data import measurement_batches
-from .common import add_device, add_json, device, emit_json, positive_int
+from .common import add_device, add_force, add_json, device, emit_json, positive_int, writes_output
 from .evaluate import DEFAULT_PROTOCOL
 
 MACS_COUNTER = ("torch.utils.flop_counter FLOPs / 2 for one inference call on the example input: convolutions "
@@ -35,11 +35,13 @@ def add_parser(sub, name):
                    help="modules or parameters (dotted names) whose channels must stay")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and of 'random' (default 0)")
     p.add_argument("--out", required=True, help="the pruned SPADE model file to write")
+    add_force(p)
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
 
 
+@writes_output()
 def run(args) -> int:
     check_settings(args.ratio, args.importance, args.scope, args.steps, args.round_to, args.depth,
                    data=args.data)

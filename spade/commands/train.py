@@ -23,7 +23,7 @@ from ..finetune.data import reference_physics
 from ..finetune.loop import image_channels
 from ..finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
 from ..models import get_family
-from .common import add_device, add_json, device
+from .common import add_device, add_json, device, writes_output
 from .finetune import finish, load_teacher
 
 
@@ -39,12 +39,17 @@ def add_parser(sub, name):
     p.set_defaults(handler=run)
 
 
+def out_dir(args) -> Path:
+    return Path(args.out or Path("runs") / Path(args.recipe).stem)
+
+
+@writes_output(folder=out_dir)
 def run(args) -> int:
     recipe = read_recipe(args.recipe)
     data, settings, extra = split_sections(recipe)
     dev = dist.setup(device(args.device))
     try:
-        out = Path(args.out or Path("runs") / Path(args.recipe).stem)
+        out = out_dir(args)
         physics = build_train_physics(recipe["physics"])
         reference = reference_physics(physics)[0]
         torch.manual_seed(settings.get("seed", 0))

@@ -26,6 +26,7 @@ with ``torch.set_num_threads`` for the run and restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> No
     require(batch >= 1, f"batch must be >= 1 (got {batch})")
     require(side is None or side >= 1, f"side must be >= 1 (got {side})")
     require(rounds >= 1, f"rounds must be >= 1 (got {rounds})")
-    require(min_run_time > 0, f"min run time must be > 0 s (got {min_run_time})")
+    require(0 < min_run_time < math.inf, f"min run time must be a finite number > 0 s (got {min_run_time})")
     require(tolerance >= 0, f"tolerance must be >= 0 (got {tolerance})")
 
 
