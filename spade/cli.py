@@ -27,8 +27,15 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors on one line, ``spade CMD: error: ...`` (``spade CMD -h`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="spade", description="Prune, fine-tune and profile model-based (unrolled) deep networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

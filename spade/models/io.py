@@ -198,9 +198,7 @@ def check_content(spec: dict[str, Any], blob: dict, source: str) -> None:
     try:
         ModelSpec.model_validate(spec)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "spec"
-        raise SpadeError(f"{source} has an invalid spec: '{where}' {err['msg'].lower()}") from None
+        raise SpadeError(f"{source} has an invalid spec: {_first_error(exc, spec)}") from None
     check_config(spec["family"], spec["config"], source)  # the weight count: when built (check_architecture)
     for name, shape in spec.get("shapes", {}).items():
         check_shape(shape, f"{source}: resized tensor '{name}'")
@@ -236,6 +234,22 @@ def check_architecture(family: str, config: dict[str, Any], source: str) -> None
     require(total <= limit("MAX_TENSOR_ELEMENTS"),
             f"{source}: the architecture has {total:,} weights, over the limit of {limit('MAX_TENSOR_ELEMENTS'):,}: "
             "set SPADE_MAX_TENSOR_ELEMENTS to allow more")
+
+
+def _first_error(exc: ValidationError, spec: dict) -> str:
+    """The first schema error as ``'key.path' what is wrong`` (union members left out)."""
+    err = exc.errors()[0]
+    if err["type"] == "missing":
+        return f"'{'.'.join(map(str, err['loc']))}' is missing"
+    parts, node = [], spec
+    for item in err["loc"]:  # the path through the data, without pydantic's union-member names
+        if isinstance(node, dict) and item in node or isinstance(node, list) and isinstance(item, int):
+            node = node[item]
+            parts.append(str(item))
+        else:
+            break
+    what = err["msg"].lower() if len(parts) == len(err["loc"]) else "has a wrong type"
+    return f"'{'.'.join(parts) or 'spec'}' {what} (got {type(node).__name__} {repr(node)[:40]})"
 
 
 def check_config(family: str, config: dict[str, Any], source: str) -> None:
