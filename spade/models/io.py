@@ -218,6 +218,9 @@ def check_content(spec: dict[str, Any], blob: dict, source: str) -> None:
         for key, value in tensors.items():
             require(isinstance(key, str) and isinstance(value, torch.Tensor),
                     f"{source}: {group} entry {str(key)[:60]!r} is a {type(value).__name__}, not a tensor")
+            require(value.layout == torch.strided and value.device.type == "cpu" and not value.is_complex(),
+                    f"{source}: {group} tensor '{key}' is not a dense real CPU tensor "
+                    f"({value.layout}, {value.dtype}, {value.device})")
             check_shape(list(value.shape), f"{source}: {group} tensor '{key}'")
             check_finite(value, f"{source}: {group} tensor '{key}'")
     if "coil_maps" in blob.get("physics", {}):
@@ -288,6 +291,8 @@ def build_from_spec(spec: dict[str, Any], state_dict: dict[str, torch.Tensor], s
     own = model.state_dict()
     bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
     require(not bad, f"{source} has tensors of the wrong shape: {bad[:5]}")
+    bad = [f"{k} {v.dtype} vs {own[k].dtype}" for k, v in state_dict.items() if v.dtype != own[k].dtype]
+    require(not bad, f"{source} has tensors of the wrong type: {bad[:5]}")
     model.load_state_dict(state_dict, strict=True)
     return model
 
