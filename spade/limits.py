@@ -13,6 +13,7 @@ import os
 import tomllib
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import SpadeError, require
@@ -27,6 +28,8 @@ DEFAULTS = {
     "MAX_TENSOR_ELEMENTS": 2 ** 28,  # elements of one weight or physics tensor (1 GiB of float32)
     "MAX_TENSORS": 100_000,          # entries of one state dict
 }
+#: the smallest image side: SSIM's 7 x 7 window
+MIN_IMAGE_SIDE = 7
 
 
 def limit(name: str) -> int:
@@ -104,6 +107,39 @@ def check_settings(settings: Any, what: str) -> dict:
                 require(isinstance(v, (int, float)) and not isinstance(v, bool), f"{where} = {v!r} must be a number")
                 require(math.isfinite(v) or (key == "snr_db" and v == math.inf), f"{where} = {v!r} must be finite")
     return settings
+
+
+def check_pixels(a: np.ndarray, what: str) -> np.ndarray:
+    """Image values on SPADE's scale, by their dtype (the stated rule):
+
+    * ``uint8``: kept (scaled by 1/255 when used); ``bool``: 0 or 1;
+    * other integers: 0..255 scaled by 1/255, else 0..65535 by 1/65535; negatives refused;
+    * floats: must lie in [0, 1] (a 0-255 float image is refused: divide it by 255);
+    * complex: refused (save the magnitude or the real part); NaN/inf refused.
+
+    Sides must be within ``[MIN_IMAGE_SIDE, MAX_IMAGE_SIDE]``. Returns uint8 or float32.
+    """
+    require(not np.iscomplexobj(a), f"{what} is complex: save its magnitude (np.abs) or real part as the image")
+    if a.dtype == np.bool_:
+        a = a.astype(np.float32)
+    elif np.issubdtype(a.dtype, np.integer) and a.dtype != np.uint8:
+        low, high = int(a.min()), int(a.max())
+        require(low >= 0 and high <= 65535, f"{what} has integer values in [{low}, {high}]: expected 0-255 "
+                                            "(8-bit) or 0-65535 (16-bit)")
+        a = (a / (255.0 if high <= 255 else 65535.0)).astype(np.float32)
+    elif a.dtype != np.uint8:
+        require(np.issubdtype(a.dtype, np.floating), f"{what} has values of type {a.dtype}: expected numbers")
+        a = a.astype(np.float32)
+        require(bool(np.isfinite(a).all()), f"{what} contains NaN or Inf")
+        low, high = float(a.min()), float(a.max())
+        require(low >= 0.0 and high <= 1.0, f"{what} has float values in [{low:.4g}, {high:.4g}]: float images "
+                                            "must lie in [0, 1] (divide 8-bit data by 255)")
+    side, big = min(a.shape[-2:]), max(a.shape[-2:])
+    require(side >= MIN_IMAGE_SIDE, f"{what} is {a.shape[-2]}x{a.shape[-1]}: images must be at least "
+                                    f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the SSIM window)")
+    if big > limit("MAX_IMAGE_SIDE"):
+        raise _over("MAX_IMAGE_SIDE", f"the side of {what}", big)
+    return a
 
 
 def json_depth(obj: Any) -> int:

@@ -510,3 +510,53 @@ def test_training_recipe_not_utf8(capsys, tmp_path):
     path = tmp_path / "recipe.toml"
     path.write_bytes(RECIPE.encode() + b"\n# \xff\xfe\n")
     fails_cleanly(capsys, ["train", path, "--out", tmp_path / "run", "--no-progress"], tmp_path, "not UTF-8")
+
+
+# --- images -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case, array, expect", [
+    ("float-0-255", np.full((SIDE, SIDE), 200.0, np.float32), "divide 8-bit data by 255"),
+    ("negative", np.full((SIDE, SIDE), -0.5, np.float32), "must lie in [0, 1]"),
+    ("int64-unscaled", np.full((SIDE, SIDE), 100_000, np.int64), "integer values in [100000, 100000]"),
+    ("int-negative", np.full((SIDE, SIDE), -3, np.int16), "integer values in [-3, -3]"),
+    ("complex", np.ones((SIDE, SIDE), np.complex64), "is complex"),
+    ("nan", np.full((SIDE, SIDE), np.nan, np.float32), "NaN or Inf"),
+    ("too-small", np.ones((5, 5), np.float32), "at least 7x7"),
+    ("text", np.array([["a"] * SIDE] * SIDE), "expected numbers"),
+])
+def test_bad_images_are_refused(capsys, work, tmp_path, case, array, expect):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    np.save(folder / f"{case}.npy", array)
+    fails_cleanly(capsys, ["evaluate", work / "mri.spade", "--data", folder], tmp_path, expect)
+
+
+def test_float_tiff_keeps_its_values(capsys, work, tmp_path):
+    from PIL import Image as PILImage
+
+    from spade.data import load_images
+    pixels = np.random.default_rng(1).random((SIDE, SIDE), dtype=np.float32)
+    PILImage.fromarray(pixels, mode="F").save(tmp_path / "f.tif")
+    np.testing.assert_array_equal(load_images(str(tmp_path))[0].pixels, pixels)
+    assert main(["evaluate", str(work / "mri.spade"), "--data", str(tmp_path), "--json"]) == 0
+    assert 5 < json.loads(capsys.readouterr().out)["psnr"] < 60
+
+
+def test_integer_images_are_scaled_by_the_stated_rule(tmp_path):
+    from spade.data import load_images
+    np.save(tmp_path / "a8.npy", np.full((SIDE, SIDE), 255, np.int64))
+    np.save(tmp_path / "b16.npy", np.full((SIDE, SIDE), 65535, np.int32))
+    assert [float(img.tensor().max()) for img in load_images(str(tmp_path))] == [1.0, 1.0]
+
+
+# --- comparing models -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ["--baseline", "--recursive"])
+def test_profile_refuses_a_reference_of_other_physics(capsys, work, role):
+    cs = work / "cs.spade"
+    if not cs.exists():
+        from spade.physics import build_physics
+        save_model(cs, create_model("ista-net-plus", phases=1, channels=4), build_physics({"kind": "cs",
+                                                                                           "ratio": 0.25}))
+    fails_cleanly(capsys, ["profile", work / "mri.spade", role, cs, "--rounds", "1", "--min-run-time", "0.01"], work,
+                  "cannot be compared with")

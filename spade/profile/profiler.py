@@ -111,6 +111,18 @@ def _recursive_for(cands: list[Candidate], recursive: str | None) -> dict[str, C
     return out
 
 
+def _check_comparable(ref: Candidate, cands: list[Candidate], role: str) -> None:
+    """A named baseline or recursive reference must solve the same problem (family,
+    physics kind, input shape) as every model it is compared with."""
+    for c in cands:
+        require(c.family == ref.family and (c.spec.get("physics") or {}).get("kind") ==
+                (ref.spec.get("physics") or {}).get("kind") and c.y.shape == ref.y.shape,
+                f"--{role} {ref.name} ({ref.family}, {(ref.spec.get('physics') or {}).get('kind')}, input "
+                f"{tuple(ref.y.shape)}) cannot be compared with {c.name} ({c.family}, "
+                f"{(c.spec.get('physics') or {}).get('kind')}, input {tuple(c.y.shape)}): give a model of the same "
+                "family and physics")
+
+
 def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> None:
     require(threads >= 1, f"threads must be >= 1 (got {threads})")
     require(batch >= 1, f"batch must be >= 1 (got {batch})")
@@ -132,6 +144,7 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
     device = torch.device(device)
     paths = [str(p) for p in models]
     require(len(paths) > 0, "no model to profile")
+    baseline_given = baseline is not None
     baseline = str(baseline) if baseline is not None else paths[0]
     paths = list(dict.fromkeys([baseline] + paths + ([str(recursive)] if recursive is not None else [])))
     allocator_state = alloc.configure(allocator)
@@ -146,6 +159,9 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
             stack.enter_context(dynamo.config.patch(recompile_limit=max(8, 2 * len(cands)),
                                                            fail_on_recompile_limit_hit=True))
         refs = _recursive_for(cands, None if recursive is None else str(recursive))
+        for role, named in (("baseline", baseline if baseline_given else None), ("recursive", recursive)):
+            if named is not None:
+                _check_comparable(next(c for c in cands if c.path == str(named)), cands, role)
         entries, runners = [], {}
         for c in cands:
             entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
