@@ -119,6 +119,15 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise os_error(path, exc, "cannot read") from None
 
 
+def save_torch(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically, through a Python file object so that
+    a full disk raises ``OSError`` (converted to one line), not torch's ``RuntimeError``."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:

@@ -165,11 +165,10 @@ def check_depth(obj: Any, what: str) -> Any:
 
 
 def loads_json(text: str | bytes, what: str) -> Any:
-    """Parse JSON ``text`` with its nesting checked; NaN/Infinity literals are refused."""
-    def refuse(constant):
-        raise SpadeError(f"{what} holds {constant}: numbers must be finite")
+    """Parse JSON ``text`` with its nesting checked (NaN/Infinity literals are read: the
+    caller checks the numbers it uses with :func:`check_finite_number`)."""
     try:
-        return check_depth(json.loads(text, parse_constant=refuse), what)
+        return check_depth(json.loads(text), what)
     except RecursionError:
         raise _over("MAX_JSON_DEPTH", f"the nesting of {what}", "deeper than Python can parse") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

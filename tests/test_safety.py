@@ -140,7 +140,10 @@ HOSTILE = [
     ("spec-a-list", _raw_spec("[]"), "not a JSON object"),
     ("spec-deep-json", _raw_spec("[" * 100_000 + "]" * 100_000), "MAX_JSON_DEPTH"),
     ("spec-deep-provenance", _set("source", _nested(40)), "MAX_JSON_DEPTH"),
-    ("spec-nan-literal", _raw_spec('{"format": "spade-model", "version": 1, "x": NaN}'), "NaN"),
+    ("config-nan", _set("config", "sym_weight", math.nan), "must be a finite number"),
+    ("protocol-a-list", _set("protocol", ["ista-mri"]), "'protocol'"),
+    ("pruning-a-number", _set("pruning", 5), "'pruning'"),
+    ("finetuning-text", _set("finetuning", "x"), "'finetuning'"),
     ("wrong-format", _set("format", "other"), "expected spade-model/1"),
     ("family-int", _set("family", 123), "'family'"),
     ("family-unknown", _set("family", "nope"), "nope"),
@@ -560,3 +563,12 @@ def test_profile_refuses_a_reference_of_other_physics(capsys, work, role):
                                                                                            "ratio": 0.25}))
     fails_cleanly(capsys, ["profile", work / "mri.spade", role, cs, "--rounds", "1", "--min-run-time", "0.01"], work,
                   "cannot be compared with")
+
+
+def test_provenance_may_hold_nan(tmp_path):
+    """Provenance (a summary with a NaN loss) is written and read back; only the numbers
+    that build the model must be finite."""
+    model = create_model("ista-net-plus", phases=1, channels=4, block_size=None)
+    physics = MRI(random_mask((SIDE, SIDE), 4, 0.1), real_image=True, centered=False)
+    save_model(tmp_path / "m.spade", model, physics, finetuning={"final_loss": math.nan})
+    assert math.isnan(load_model(tmp_path / "m.spade").spec["finetuning"]["final_loss"])

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, 
 from torch import nn
 
 from ..errors import SpadeError, require
-from ..fileio import atomic_path
+from ..fileio import save_torch
 from ..limits import check_count, check_finite, check_finite_number, check_shape, limit, loads_json
 from ..physics import LinearPhysics, physics_from_settings
 from .registry import create_model, get_family
@@ -65,6 +65,11 @@ class ModelSpec(BaseModel):
     shapes: dict[str, list[StrictInt]] = {}
     widths: dict[str, list[StrictInt]] = {}
     physics: Optional[PhysicsEntry] = None
+    protocol: Optional[StrictStr] = None
+    source: Optional[dict[str, Any]] = None
+    pruning: Optional[dict[str, Any]] = None
+    finetuning: Optional[dict[str, Any]] = None
+    training: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -150,7 +155,8 @@ def model_spec(model: nn.Module, physics: LinearPhysics | None = None, **extra) 
 
 
 def save_model(path: str | Path, model: nn.Module, physics: LinearPhysics | None = None, **extra) -> dict:
-    """Write a model file atomically; ``extra`` entries are added to the spec. Returns the spec."""
+    """Write a model file atomically; ``extra`` entries are added to the spec (the
+    provenance keys of :class:`ModelSpec` with their types). Returns the spec."""
     spec = model_spec(model, physics, **extra)
     try:
         text = json.dumps(spec)
@@ -159,11 +165,8 @@ def save_model(path: str | Path, model: nn.Module, physics: LinearPhysics | None
     blob = {"spec": text,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "physics": {} if physics is None else physics.tensors()}
-    for group in ("state_dict", "physics"):
-        for key, value in blob[group].items():
-            check_finite(value, f"the model to write to {path}: {group} tensor '{key}'")
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError
-        torch.save(blob, fh)
+    check_content(json.loads(text), blob, f"the model to write to {path}")
+    save_torch(blob, path)
     return spec
 
 
