@@ -27,6 +27,7 @@ DEFAULTS = {
     "MAX_JSON_DEPTH": 32,            # nesting of a model spec, record or recipe
     "MAX_TENSOR_ELEMENTS": 2 ** 28,  # elements of one weight or physics tensor (1 GiB of float32)
     "MAX_TENSORS": 100_000,          # entries of one state dict
+    "MAX_BATCH": 4096,               # images in one example or timed batch
 }
 #: the smallest image side: SSIM's 7 x 7 window
 MIN_IMAGE_SIDE = 7
@@ -57,6 +58,13 @@ def check_count(value: Any, name: str, what: str, minimum: int = 1) -> int:
     if value > limit(name):
         raise _over(name, what, value)
     return value
+
+
+def check_input_size(batch: Any, side: Any) -> None:
+    """An example input's batch (``MAX_BATCH``) and optional image side (``MAX_IMAGE_SIDE``)."""
+    check_count(batch, "MAX_BATCH", "batch")
+    if side is not None:
+        check_count(side, "MAX_IMAGE_SIDE", "side")
 
 
 def check_shape(shape: Any, what: str) -> list[int]:

@@ -572,3 +572,15 @@ def test_provenance_may_hold_nan(tmp_path):
     physics = MRI(random_mask((SIDE, SIDE), 4, 0.1), real_image=True, centered=False)
     save_model(tmp_path / "m.spade", model, physics, finetuning={"final_loss": math.nan})
     assert math.isnan(load_model(tmp_path / "m.spade").spec["finetuning"]["final_loss"])
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["profile", "MODEL", "--side", "100000"], "SPADE_MAX_IMAGE_SIDE"),
+    (["profile", "MODEL", "--batch", "1000000"], "SPADE_MAX_BATCH"),
+    (["profile", "MODEL", "--batch", "0"], "batch must be >= 1"),
+    (["export", "MODEL", "--onnx", "OUT", "--side", "100000"], "SPADE_MAX_IMAGE_SIDE"),
+    (["export", "MODEL", "--onnx", "OUT", "--batch", "-2"], "batch must be >= 1"),
+])
+def test_example_input_sizes_are_bounded(capsys, work, argv, expect):
+    subs = {"MODEL": work / "mri.spade", "OUT": work / "o.onnx"}
+    fails_cleanly(capsys, [subs.get(a, a) for a in argv], work, expect)

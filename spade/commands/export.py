@@ -7,6 +7,7 @@ import torch
 
 from ..errors import require
 from ..fileio import atomic_path
+from ..limits import check_input_size
 from ..models import load_model
 from ..profile.backends import Bound, verify
 from ..profile.onnx_export import INPUT, OUTPUT, export_onnx, require_onnx, run_session, session
@@ -34,8 +35,7 @@ def add_parser(sub, name):
 
 @writes_output("onnx")
 def run(args) -> int:
-    require(args.batch >= 1, f"batch must be >= 1 (got {args.batch})")
-    require(args.side is None or args.side >= 1, f"side must be >= 1 (got {args.side})")
+    check_input_size(args.batch, args.side)
     require(args.tolerance >= 0, f"tolerance must be >= 0 (got {args.tolerance})")
     require(str(args.onnx).endswith(".onnx"), f"output {args.onnx} should end in .onnx")
     onnx, _ = require_onnx()

@@ -36,6 +36,7 @@ import torch
 
 from ..data import example_pair
 from ..errors import SpadeError, require
+from ..limits import check_input_size
 from ..models import LoadedModel, count_parameters, load_model
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
@@ -125,8 +126,7 @@ def _check_comparable(ref: Candidate, cands: list[Candidate], role: str) -> None
 
 def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> None:
     require(threads >= 1, f"threads must be >= 1 (got {threads})")
-    require(batch >= 1, f"batch must be >= 1 (got {batch})")
-    require(side is None or side >= 1, f"side must be >= 1 (got {side})")
+    check_input_size(batch, side)
     require(rounds >= 1, f"rounds must be >= 1 (got {rounds})")
     require(0 < min_run_time < math.inf, f"min run time must be a finite number > 0 s (got {min_run_time})")
     require(tolerance >= 0, f"tolerance must be >= 0 (got {tolerance})")
