@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from .errors import SpadeError
+from .fileio import os_error
 
 #: sub-command name -> module in spade.commands (each has ``add_parser`` and ``run``)
 COMMANDS = {
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except SpadeError as exc:
         print(f"spade {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's, not the code's: a file or folder that cannot be used
+        print(f"spade {args.command}: error: {os_error(exc.filename or '', exc, 'cannot use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spade {args.command}: interrupted", file=sys.stderr)

@@ -584,3 +584,16 @@ def test_provenance_may_hold_nan(tmp_path):
 def test_example_input_sizes_are_bounded(capsys, work, argv, expect):
     subs = {"MODEL": work / "mri.spade", "OUT": work / "o.onnx"}
     fails_cleanly(capsys, [subs.get(a, a) for a in argv], work, expect)
+
+
+def test_train_refuses_to_replace_a_finished_run(capsys, tmp_path):
+    path = tmp_path / "recipe.toml"
+    path.write_text(RECIPE)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.spade").write_bytes(b"a finished run")
+    fails_cleanly(capsys, ["train", path, "--out", tmp_path / "run", "--no-progress"], tmp_path, "add --force")
+
+
+def test_os_errors_anywhere_are_one_line(capsys, work):
+    """An OS error outside the write layer (here: a name too long to stat) is one line too."""
+    fails_cleanly(capsys, ["evaluate", "m" * 300 + ".spade", "--data", work / "images"], work, "too long")

@@ -23,7 +23,7 @@ from ..finetune.data import reference_physics
 from ..finetune.loop import image_channels
 from ..finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
 from ..models import get_family
-from .common import add_device, add_json, device, writes_output
+from .common import add_device, add_force, add_json, device, writes_output
 from .finetune import finish, load_teacher
 
 
@@ -34,6 +34,7 @@ def add_parser(sub, name):
     p.add_argument("--out", help="output folder (default: runs/RECIPE-NAME)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run from DIR/checkpoint.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force(p)
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -50,6 +51,8 @@ def run(args) -> int:
     dev = dist.setup(device(args.device))
     try:
         out = out_dir(args)
+        require(args.resume or args.force or not (out / "model.spade").exists(),
+                f"{out / 'model.spade'} exists: add --force to train again over it, or choose another --out")
         physics = build_train_physics(recipe["physics"])
         reference = reference_physics(physics)[0]
         torch.manual_seed(settings.get("seed", 0))
