@@ -33,6 +33,7 @@ from torch import nn
 from . import metrics
 from .data.images import Image
 from .errors import require
+from .limits import check_finite
 from .physics import MRI, BlockCS, LinearPhysics, SparseRecovery, SuperResolution, bernoulli_gaussian, ista, pad_to_blocks
 from .physics.mri import magnitude
 
@@ -151,6 +152,7 @@ def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image
             record[f"init_{key}"] = value
         if model is not None:
             x_hat = model(y, physics)[..., :crop[0], :crop[1]].float().cpu()
+            check_finite(x_hat, f"the reconstruction of {image.name}", "the model diverges on it; no score is given")
             record.update(score(protocol, x_hat, ref, physics))
             if i < keep:
                 record["arrays"] = {"reconstruction": x_hat[0].numpy(), "ground_truth": ref, "init": init[0].numpy()}

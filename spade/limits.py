@@ -84,10 +84,11 @@ def check_finite_number(value: float, what: str) -> float:
     return float(value)
 
 
-def check_finite(tensor: torch.Tensor, what: str) -> None:
+def check_finite(tensor: torch.Tensor, what: str,
+                 hint: str = "the file is damaged or the training diverged") -> None:
     """Refuse a floating-point or complex tensor holding NaN or infinity."""
     if (tensor.is_floating_point() or tensor.is_complex()) and tensor.numel() and not bool(torch.isfinite(tensor).all()):
-        raise SpadeError(f"{what} holds NaN or infinite values: the file is damaged or the training diverged")
+        raise SpadeError(f"{what} holds NaN or infinite values: {hint}")
 
 
 #: operator settings (a training recipe's ``[physics]``, a model file's physics) that are

@@ -597,3 +597,12 @@ def test_train_refuses_to_replace_a_finished_run(capsys, tmp_path):
 def test_os_errors_anywhere_are_one_line(capsys, work):
     """An OS error outside the write layer (here: a name too long to stat) is one line too."""
     fails_cleanly(capsys, ["evaluate", "m" * 300 + ".spade", "--data", work / "images"], work, "too long")
+
+
+def test_evaluation_fails_on_a_diverging_model(capsys, work):
+    """Finite weights whose output overflows to inf/NaN: no 'mean PSNR nan dB', an error."""
+    def explode(sd):
+        for k in sd:
+            sd[k].fill_(3e38)
+    path = hostile(work, "diverging", _weights(explode))
+    fails_cleanly(capsys, ["evaluate", path, "--data", work / "images"], work, "the model diverges")
