@@ -182,7 +182,8 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
 
     A second process asking for the same output gets a one-line :class:`SpadeError`; the
     lock is released when the holder exits, however it exits (the kernel drops it), and
-    the lock file is removed on a normal exit.
+    the lock file (and any parent folder it had to create, if still empty) is removed on a
+    normal exit.
     """
     target = Path(path)
     lock = target.with_name(target.name + ".lock")
