@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from .errors import SpadeError
+from .fileio import os_error
 
 #: sub-command name -> module in spade.commands (each has ``add_parser`` and ``run``)
 COMMANDS = {
@@ -27,8 +28,15 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors on one line, ``spade CMD: error: ...`` (``spade CMD -h`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="spade", description="Prune, fine-tune and profile model-based (unrolled) deep networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -44,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except SpadeError as exc:
         print(f"spade {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's, not the code's: a file or folder that cannot be used
+        print(f"spade {args.command}: error: {os_error(exc.filename or '', exc, 'cannot use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spade {args.command}: interrupted", file=sys.stderr)

@@ -36,6 +36,7 @@ from . import metrics
 from .data.images import Image
 from .data.measurements import PIXEL_PROTOCOLS, check_protocol, prepare
 from .errors import require
+from .limits import check_finite
 from .physics import KINDS, LinearPhysics, SparseRecovery, bernoulli_gaussian, ista
 
 PROTOCOLS = {
@@ -113,6 +114,7 @@ def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image
             record[f"init_{key}"] = value
         if model is not None:
             x_hat = model(y, physics)[..., :crop[0], :crop[1]].float().cpu()
+            check_finite(x_hat, f"the reconstruction of {image.name}", "the model diverges on it; no score is given")
             record.update(score(protocol, x_hat, ref, physics))
             if i < keep:
                 record["arrays"] = {"reconstruction": x_hat[0].numpy(), "ground_truth": ref, "init": init[0].numpy()}

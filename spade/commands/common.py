@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
+import os
 import sys
 
 import torch
 
 from ..errors import SpadeError, require
+from ..fileio import check_output, check_output_dir, output_lock
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +20,34 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
+
+
+def writes_output(attr: str = "out", inputs: tuple[str, ...] = ("model",), folder=None):
+    """Decorate a command's ``run(args)``: check ``args.<attr>`` before any work and hold
+    its lock while the command runs (see :func:`spade.fileio.check_output`).
+
+    ``inputs``: the attributes naming input files the output must differ from; ``folder``:
+    for a folder output, ``folder(args)`` gives its path (``args.<attr>`` or a default).
+    Under ``torchrun`` only rank 0, which writes, holds the lock.
+    """
+    def wrap(run):
+        @functools.wraps(run)
+        def guarded(args):
+            if folder is not None:
+                out = check_output_dir(folder(args), f"--{attr}")
+            else:
+                out = check_output(getattr(args, attr), force=getattr(args, "force", False),
+                                   inputs=[getattr(args, a, None) for a in inputs], what=f"--{attr}")
+            if int(os.environ.get("RANK", "0")) != 0:
+                return run(args)
+            with output_lock(out):
+                return run(args)
+        return guarded
+    return wrap
 
 
 def device(name: str) -> torch.device:
@@ -47,8 +79,15 @@ def nonneg_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = nonneg_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
     return value
 
 

@@ -7,11 +7,12 @@ import torch
 
 from ..errors import require
 from ..fileio import atomic_path
+from ..limits import check_input_size
 from ..models import load_model
 from ..profile.backends import Bound, verify
 from ..profile.onnx_export import INPUT, OUTPUT, export_onnx, require_onnx, run_session, session
 from ..profile.profiler import example_inputs
-from .common import add_json, emit_json
+from .common import add_force, add_json, emit_json, writes_output
 from .profile import add_input_options
 
 #: seeds of the example inputs the export is verified on (the first one is traced)
@@ -27,13 +28,14 @@ def add_parser(sub, name):
     p.add_argument("model", help="SPADE model file")
     p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
     add_input_options(p)
+    add_force(p)
     add_json(p)
     p.set_defaults(handler=run)
 
 
+@writes_output("onnx")
 def run(args) -> int:
-    require(args.batch >= 1, f"batch must be >= 1 (got {args.batch})")
-    require(args.side is None or args.side >= 1, f"side must be >= 1 (got {args.side})")
+    check_input_size(args.batch, args.side)
     require(args.tolerance >= 0, f"tolerance must be >= 0 (got {args.tolerance})")
     require(str(args.onnx).endswith(".onnx"), f"output {args.onnx} should end in .onnx")
     onnx, _ = require_onnx()

@@ -17,7 +17,7 @@ from ..finetune import distributed as dist
 from ..finetune.config import DATA_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 from ..finetune.losses import METRICS
 from ..jobs import FinetuneJob, finetune_file
-from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int
+from .common import add_device, add_force, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
 
 def add_training_options(p) -> None:
@@ -68,6 +68,7 @@ def add_parser(sub, name):
     p.add_argument("--iterates", type=nonneg_float, help="school: weight of matching intermediate iterates")
     p.add_argument("--transforms", help="self-supervised: comma-separated subset of rotate,shift,flip")
     p.add_argument("--out", required=True, help="the fine-tuned model file to write")
+    add_force(p)
     add_training_options(p)
     p.set_defaults(handler=run)
 
@@ -95,6 +96,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
           f"({summary['finetune_data']}), loss {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}{val}")
 
 
+@writes_output(inputs=("model", "teacher"))
 def run(args) -> int:
     dev = dist.setup(device(args.device))
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..jobs import ImportJob, import_file
 from ..jobs.importing import FORMATS
-from .common import add_json, emit_json
+from .common import add_force, add_json, emit_json, writes_output
 
 
 def add_parser(sub, name):
@@ -17,10 +17,12 @@ def add_parser(sub, name):
     p.add_argument("--mask", help="k-space mask .mat (key 'mask_matrix') or .npy, for MRI")
     p.add_argument("--ratio", type=float, help="expected CS sampling ratio (fraction), checked against Phi")
     p.add_argument("--out", required=True, help="the SPADE model file to write")
+    add_force(p)
     add_json(p)
     p.set_defaults(handler=run)
 
 
+@writes_output(inputs=("weights", "phi", "qinit", "mask"))
 def run(args) -> int:
     summary = import_file(ImportJob(args.weights, args.out, args.format, phi=args.phi, qinit=args.qinit,
                                     mask=args.mask, ratio=args.ratio))

@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..profile import BACKENDS, TOLERANCE, profile_models
-from .common import add_device, add_json, device, emit_json
+from .common import add_device, add_json, device, emit_json, positive_float
 
 
 def add_parser(sub, name):
@@ -23,7 +23,7 @@ def add_parser(sub, name):
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                    help="torch / ONNX Runtime threads (default: 2, or fewer CPUs)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
-    p.add_argument("--min-run-time", type=float, default=1.0,
+    p.add_argument("--min-run-time", type=positive_float, default=1.0,
                    help="seconds per timed block (default 1: several calls even for slow models)")
     p.add_argument("--allocator", default="pinned",
                    help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")

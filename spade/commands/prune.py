@@ -6,7 +6,7 @@ import argparse
 from ..jobs import PruneJob, prune_file
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
-from .common import add_device, add_json, device, emit_json, positive_int
+from .common import add_device, add_force, add_json, device, emit_json, positive_int, writes_output
 
 
 def add_parser(sub, name):
@@ -37,11 +37,13 @@ def add_parser(sub, name):
                    help="modules or parameters (dotted names) whose channels must stay")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and of 'random' (default 0)")
     p.add_argument("--out", required=True, help="the pruned SPADE model file to write")
+    add_force(p)
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
 
 
+@writes_output()
 def run(args) -> int:
     job = PruneJob(args.model, args.out, args.ratio, importance=args.importance, scope=args.scope, steps=args.steps,
                    round_to=args.round_to, depth=args.depth, data=args.data, samples=args.samples, crop=args.crop,

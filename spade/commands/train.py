@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from ..finetune import distributed as dist
+from ..errors import require
 from ..jobs import TrainJob, train_recipe
-from .common import add_device, add_json, device
+from .common import add_device, add_force, add_json, device, writes_output
 from .finetune import print_summary
 
 
@@ -24,13 +25,22 @@ def add_parser(sub, name):
     p.add_argument("--out", help="output folder (default: runs/RECIPE-NAME)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run from DIR/checkpoint.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force(p)
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
 
 
+def out_dir(args) -> Path:
+    return Path(args.out or Path("runs") / Path(args.recipe).stem)
+
+
+@writes_output(folder=out_dir)
 def run(args) -> int:
-    job = TrainJob(args.recipe, args.out or str(Path("runs") / Path(args.recipe).stem))
+    job = TrainJob(args.recipe, str(out_dir(args)))
+    model = out_dir(args) / "model.spade"
+    require(args.resume or args.force or not model.exists(),
+            f"{model} exists: add --force to train again over it, or choose another --out")
     dev = dist.setup(device(args.device))
     try:
         summary = train_recipe(job, dev, resume=args.resume, progress=not args.no_progress,

@@ -1,7 +1,8 @@
 """Reading images: grey, or RGB reduced to luminance, with the field's conventions.
 
 An :class:`Image` holds its name and pixels as stored: ``uint8`` (8-bit files), or
-``float32`` in [0, 1] (16-bit files scaled by 1/65535; ``.npy`` arrays as they are).
+``float32`` in [0, 1] (16-bit files scaled by 1/65535; ``.npy`` arrays by the dtype rule of
+:func:`spade.limits.check_pixels`, which every image passes).
 Pixels are (H, W) for grey/Y images and (3, H, W) for RGB.
 
 RGB is reduced to Y with OpenCV's full-range BT.601 rule (``0.299 R + 0.587 G + 0.114 B``,
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import SpadeError, require
+from ..limits import check_pixels
 
 EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
 
@@ -68,8 +70,6 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
 def _decode(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         a = np.load(str(path), allow_pickle=False)
-        if a.dtype != np.uint8:
-            a = a.astype(np.float32)
         if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
             a = np.moveaxis(a[..., :3], -1, 0)
         return a
@@ -80,6 +80,8 @@ def _decode(path: Path) -> np.ndarray:
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             a = np.asarray(im, dtype=np.float32)
             return a / (65535.0 if a.max() > 255 or im.mode.startswith("I;16") else 255.0)
+        if im.mode == "F":  # 32-bit float: values as stored (checked to lie in [0, 1])
+            return np.asarray(im, dtype=np.float32)
         if im.mode not in ("L", "RGB"):
             im = im.convert("RGB")
         a = np.asarray(im)
@@ -110,7 +112,7 @@ def read_image(path: str | Path, channels: str = "y") -> Image:
         raise SpadeError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
     require(a.ndim in (2, 3) and (a.ndim == 2 or a.shape[0] in (1, 3)) and min(a.shape[-2:]) > 0,
             f"image {path} has shape {a.shape}: expected (H, W), (H, W, 3) or (3, H, W)")
-    require(a.dtype == np.uint8 or bool(np.isfinite(a).all()), f"image {path} contains NaN or Inf")
+    a = check_pixels(a, f"image {path}")
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
     if channels == "y" and a.ndim == 3:

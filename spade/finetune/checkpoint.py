@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import SpadeError, require
-from ..fileio import atomic_path
+from ..fileio import save_torch
 
 FORMAT = "spade-checkpoint"
 VERSION = 1
@@ -45,8 +45,7 @@ def save_checkpoint(path: str | Path, step: int, model, optimizer, scheduler, be
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
             "best": {"state": best_state}, "run": json.dumps(run)}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    save_torch(blob, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -27,13 +27,15 @@ the allowed ones.
 """
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import torch
 
-from ..errors import SpadeError, require
+from ..errors import require
+from ..fileio import read_bytes
+from ..limits import check_settings, loads_toml
 from ..models import create_model, get_family
+from ..models.io import check_architecture
 from ..physics import RandomBlockCS, build_physics
 from .config import TrainConfig
 
@@ -47,11 +49,7 @@ def read_recipe(path: str | Path) -> dict:
     """Parse a TOML recipe; unreadable files and TOML errors become one-line errors."""
     path = Path(path)
     require(path.is_file(), f"recipe {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            recipe = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpadeError(f"recipe {path} is not valid TOML: {exc}") from None
+    recipe = loads_toml(read_bytes(path), f"recipe {path}")
     unknown = sorted(set(recipe) - set(SECTIONS))
     require(not unknown, f"recipe {path} has unknown section(s) {unknown}: allowed are {list(SECTIONS)}")
     missing = [s for s in ("model", "physics", "data", "train") if not isinstance(recipe.get(s), dict)]
@@ -69,11 +67,13 @@ def build_model(section: dict) -> torch.nn.Module:
         require(preset in family.presets, f"[model] preset '{preset}' is unknown for {family.name}: "
                                           f"choose one of {sorted(family.presets)}")
         cfg = {**family.presets[preset], **cfg}
+    check_architecture(family.name, cfg, "[model]")
     return create_model(family.name, **cfg)
 
 
 def build_train_physics(section: dict):
     """``[physics]``: an operator, or :class:`RandomBlockCS` when ``ratio`` is a list."""
+    check_settings(section, "[physics]")
     if isinstance(section.get("ratio"), list):
         require(section.get("kind") == "cs", "a list of ratios is only meaningful for physics kind 'cs'")
         unknown = sorted(set(section) - set(RANDOM_CS_KEYS))

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import SpadeError, require
+from ..limits import check_count
 from ..physics import MRI, BlockCS, load_mask, load_phi, load_qinit
 from .registry import create_model
 
@@ -33,10 +34,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _ista_phases(sd: dict[str, torch.Tensor], path: Path) -> tuple[int, int]:
-    pattern = re.compile(r"^fcs\.(\d+)\.(\w+)$")
+    require(sd, f"{path} holds no weights")
+    pattern = re.compile(r"^fcs\.(\d{1,9})\.(\w+)$")
     unexpected = [k for k in sd if not (m := pattern.match(k)) or m.group(2) not in ISTA_KEYS]
     require(not unexpected, f"{path} has keys that are not ISTA-Net+'s: {unexpected[:5]}")
-    phases = 1 + max(int(pattern.match(k).group(1)) for k in sd)
+    phases = check_count(1 + max(int(pattern.match(k).group(1)) for k in sd), "MAX_ITERATIONS", f"{path}: phases")
     missing = [f"fcs.{i}.{n}" for i in range(phases) for n in ISTA_KEYS if f"fcs.{i}.{n}" not in sd]
     require(not missing, f"{path} misses ISTA-Net+ keys: {missing[:5]}")
     channels = sd["fcs.0.conv_D"].shape[0]

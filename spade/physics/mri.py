@@ -116,6 +116,7 @@ class MRI(LinearPhysics):
         super().__init__(noise_level)
         mask = torch.as_tensor(mask, dtype=torch.float32)
         require(mask.dim() == 2, f"MRI mask has shape {tuple(mask.shape)}: expected (H, W)")
+        require(bool(mask.any()), "MRI mask samples no k-space point (all zeros): give a mask with sampled points")
         self.register_buffer("mask", mask)
         if coil_maps is not None:
             coil_maps = torch.as_tensor(coil_maps)

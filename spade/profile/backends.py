@@ -137,6 +137,9 @@ def verify(run: Callable[[torch.Tensor], torch.Tensor], bound: Bound, inputs: li
         if out.shape != ref.shape:
             raise SpadeError(f"backend output has shape {tuple(out.shape)}, eager {tuple(ref.shape)}")
         scale = max(1.0, float(ref.abs().max()))
+        for what, t in (("eager", ref), ("backend", out)):  # max() below would drop a NaN
+            if not bool(torch.isfinite(t).all()):
+                raise SpadeError(f"the {what} output holds NaN or infinite values")
         worst = max(worst, float((out - ref).abs().max()) / scale)
     return worst
 

@@ -26,6 +26,7 @@ with ``torch.set_num_threads`` for the run and restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import torch
 
 from ..data import example_pair
 from ..errors import SpadeError, require
+from ..limits import check_input_size
 from ..models import LoadedModel, count_parameters, load_model
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
@@ -111,12 +113,23 @@ def _recursive_for(cands: list[Candidate], recursive: str | None) -> dict[str, C
     return out
 
 
+def _check_comparable(ref: Candidate, cands: list[Candidate], role: str) -> None:
+    """A named baseline or recursive reference must solve the same problem (family,
+    physics kind, input shape) as every model it is compared with."""
+    for c in cands:
+        require(c.family == ref.family and (c.spec.get("physics") or {}).get("kind") ==
+                (ref.spec.get("physics") or {}).get("kind") and c.y.shape == ref.y.shape,
+                f"--{role} {ref.name} ({ref.family}, {(ref.spec.get('physics') or {}).get('kind')}, input "
+                f"{tuple(ref.y.shape)}) cannot be compared with {c.name} ({c.family}, "
+                f"{(c.spec.get('physics') or {}).get('kind')}, input {tuple(c.y.shape)}): give a model of the same "
+                "family and physics")
+
+
 def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> None:
     require(threads >= 1, f"threads must be >= 1 (got {threads})")
-    require(batch >= 1, f"batch must be >= 1 (got {batch})")
-    require(side is None or side >= 1, f"side must be >= 1 (got {side})")
+    check_input_size(batch, side)
     require(rounds >= 1, f"rounds must be >= 1 (got {rounds})")
-    require(min_run_time > 0, f"min run time must be > 0 s (got {min_run_time})")
+    require(0 < min_run_time < math.inf, f"min run time must be a finite number > 0 s (got {min_run_time})")
     require(tolerance >= 0, f"tolerance must be >= 0 (got {tolerance})")
 
 
@@ -132,6 +145,7 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
     device = torch.device(device)
     paths = [str(p) for p in models]
     require(len(paths) > 0, "no model to profile")
+    baseline_given = baseline is not None
     baseline = str(baseline) if baseline is not None else paths[0]
     paths = list(dict.fromkeys([baseline] + paths + ([str(recursive)] if recursive is not None else [])))
     allocator_state = alloc.configure(allocator)
@@ -146,6 +160,9 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
             stack.enter_context(dynamo.config.patch(recompile_limit=max(8, 2 * len(cands)),
                                                            fail_on_recompile_limit_hit=True))
         refs = _recursive_for(cands, None if recursive is None else str(recursive))
+        for role, named in (("baseline", baseline if baseline_given else None), ("recursive", recursive)):
+            if named is not None:
+                _check_comparable(next(c for c in cands if c.path == str(named)), cands, role)
         entries, runners = [], {}
         for c in cands:
             entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import SpadeError, require
-from ..fileio import atomic_path
+from ..fileio import save_torch
 from .api import PruneRecord
 from .depth import remove_units
 from .graph import Graph
@@ -32,8 +32,7 @@ def save_pruned(path: str | Path, model: nn.Module, record: PruneRecord) -> None
                "depth_in": record.settings.get("depth_in"), "settings": record.settings}
     blob = {"format": FORMAT, "version": VERSION, "history": json.dumps(history),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    save_torch(blob, path)
 
 
 def apply_history(model: nn.Module, example_inputs, history: dict) -> nn.Module:

@@ -92,7 +92,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> dict:
     drawn = {"pareto": figures.pareto(df), "widths": figures.widths(records),
              "speedup_vs_macs": figures.speedup_vs_macs(df), "samples": figures.samples(records, run_dir)}
     pngs = {key: _png(drawn[key], dpi=72 if key == "samples" else 110) for key, _ in FIGURES}  # photos: smaller
-    with atomic_path(out) as tmp:
+    with atomic_path(out, replace_dir=True) as tmp:  # _check_out: a SPADE report folder or new
         (tmp / "figures").mkdir(parents=True)
         for key, data in pngs.items():
             (tmp / "figures" / f"{key}.png").write_bytes(data)
