@@ -74,7 +74,8 @@ def test_results_csv_rows_and_labels(run_dir, tmp_path):
     assert (half["role"], half["ratio"], half["strategy"], half["parent"]) == ("pruned", 0.5, "school", "base")
     base = df.set_index("model").loc["base"]
     assert base["speedup_vs_unpruned"] == 1.0 and half["macs_reduction"] > 2
-    assert half["speedup_vs_unpruned"] == pytest.approx(base["median_ms"] / half["median_ms"])
+    assert half["speedup_vs_unpruned_low"] <= half["speedup_vs_unpruned"] <= half["speedup_vs_unpruned_high"]
+    assert half["clock"] in ("wall", "cpu") and half["finetune_data"] == "none" and half["n_images"] == 2
     rec = df.set_index("model").loc["rec"]
     assert rec["speedup_vs_recursive"] == 1.0 and rec["sharing"] == "recursive"
 
@@ -119,7 +120,7 @@ def test_bad_inputs_exit_2_and_write_nothing(run_dir, tmp_path, capsys):
     assert _report(corrupt, tmp_path / "o2") == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 4 and all(e.startswith("spade report: error") for e in errors)
-    assert "line 1 misses" in errors[3]
+    assert "line 1: 'family': missing" in errors[3]
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 

@@ -111,13 +111,14 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
     latency = results.latency_from_profile(profile, e["path"])
     if base is None:  # the family has no unpruned model: the profile's baseline is not one
         for lat in latency:
-            lat["speedup_vs_unpruned"] = lat["speedup_vs_unpruned_range"] = None
+            lat["speedup_vs_unpruned"] = lat["speedup_vs_unpruned_ci"] = None
     entry = next(p for p in profile["models"] if p["model"] == e["path"])
     record = {"name": e["name"], "family": e["family"], "sharing": lm.model.config.get("sharing"),
               "role": e["role"], "params": entry["params"], "macs": entry["macs"],
               "conditions": results.conditions_from_profile(profile, entry),
               "parent": e.get("parent") or (base["name"] if e["role"] == "pruned" and base else None),
               "ratio": e["ratio"], "importance": e["importance"], "strategy": e["strategy"],
+              "finetune_data": e.get("finetune_data") or results.finetune_data(lm.spec),
               "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
               "peak_mem_mb": entry["peak_mem_mb"], "sample": sample, "model_file": e["path"]}
     return results.append_record(run_dir, record)

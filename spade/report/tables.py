@@ -11,10 +11,12 @@ import math
 
 import pandas as pd
 
-COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "dataset", "protocol",
-           "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction", "peak_mem_mb", "backend", "status",
-           "median_ms", "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_recursive", "recursive", "threads",
-           "batch", "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
+COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "finetune_data",
+           "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction",
+           "peak_mem_mb", "backend", "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock",
+           "speedup_vs_unpruned", "speedup_vs_unpruned_low", "speedup_vs_unpruned_high", "speedup_vs_recursive",
+           "speedup_vs_recursive_low", "speedup_vs_recursive_high", "recursive", "flags", "threads", "batch",
+           "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
 
 
 def reference_unpruned(record: dict, records: list[dict]) -> dict | None:
@@ -38,23 +40,29 @@ def frame(records: list[dict]) -> pd.DataFrame:
     """The results table (see module docstring)."""
     rows = []
     for r in records:
-        ev, cond = r.get("evaluation") or {}, r["conditions"]
+        ev, cond = r.get("evaluation") or {}, r.get("conditions") or {}
         ref = reference_unpruned(r, records)
         base = {"model": r["name"], "family": r["family"], "sharing": r["sharing"], "role": r["role"],
                 "parent": r.get("parent"), "ratio": r.get("ratio"), "importance": r.get("importance"),
-                "strategy": r.get("strategy"), "dataset": ev.get("dataset"), "protocol": ev.get("protocol"),
-                "psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"),
-                "params": r["params"], "macs": r["macs"],
-                "macs_reduction": ref["macs"] / r["macs"] if ref is not None and r["macs"] else math.nan,
-                "peak_mem_mb": r.get("peak_mem_mb"), "threads": cond["threads"], "batch": cond["batch"],
-                "input_shape": "x".join(str(s) for s in cond["input_shape"]), "device": cond["device"],
-                "hardware": cond["hardware"], "allocator": cond["allocator"], "torch": cond["torch"],
+                "strategy": r.get("strategy"), "finetune_data": r.get("finetune_data"), "dataset": ev.get("dataset"),
+                "protocol": ev.get("protocol"), "n_images": ev.get("n_images"), "psnr": ev.get("psnr"),
+                "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"), "params": r["params"], "macs": r["macs"],
+                "macs_reduction": ref["macs"] / r["macs"] if ref is not None and ref["macs"] and r["macs"] else math.nan,
+                "peak_mem_mb": r.get("peak_mem_mb"), "threads": cond.get("threads"), "batch": cond.get("batch"),
+                "input_shape": "x".join(str(s) for s in cond.get("input_shape") or []) or None,
+                "device": cond.get("device"), "hardware": cond.get("hardware"), "allocator": cond.get("allocator"),
+                "torch": cond.get("torch"),
                 "load_average": _load(cond.get("load_average")), "model_file": r.get("model_file")}
         for lat in r.get("latency") or [{"backend": None, "status": "not profiled"}]:
-            rows.append({**base, "backend": lat["backend"], "status": lat["status"], "error": lat.get("error"),
-                         "median_ms": lat.get("median_ms"), "iqr_ms": lat.get("iqr_ms"), "runs": lat.get("runs"),
-                         "speedup_vs_unpruned": lat.get("speedup_vs_unpruned"),
-                         "speedup_vs_recursive": lat.get("speedup_vs_recursive"), "recursive": lat.get("recursive")})
+            row = {**base, "backend": lat["backend"], "status": lat["status"], "error": lat.get("error"),
+                   "median_ms": lat.get("median_ms"), "iqr_ms": lat.get("iqr_ms"),
+                   "cpu_median_ms": lat.get("cpu_median_ms"), "runs": lat.get("runs"), "clock": lat.get("clock"),
+                   "recursive": lat.get("recursive"), "flags": "; ".join(lat.get("flags") or []) or None}
+            for ref_name in ("unpruned", "recursive"):
+                key = f"speedup_vs_{ref_name}"
+                low, high = lat.get(f"{key}_ci") or (None, None)
+                row.update({key: lat.get(key), f"{key}_low": low, f"{key}_high": high})
+            rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
