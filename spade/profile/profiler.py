@@ -165,7 +165,7 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
         macs = {f"{e['name']}|{e['backend']}": e["macs"] for e in entries}
         timings, verdict = measure_trusted(fns, pairs, macs, _twins(entries, fns), rounds=rounds, max_rounds=max_rounds,
                                            max_spread=max_spread, min_run_time=min_run_time, load=load_average,
-                                           cpus=os.cpu_count(), log=log)
+                                           cpus=os.cpu_count(), threads=threads, log=log)
         faults = {key: _faults_per_call(fn) for key, fn in fns.items()}
     base_name = cands[0].name
     for e in entries:
@@ -178,6 +178,7 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
                       "max_spread": max_spread, "min_run_time_s": min_run_time, "confidence": CONFIDENCE},
             "timing": verdict.to_json(),
             "load_average": {"before": load_before, "after": load_average(), "cpus": os.cpu_count()},
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "tolerance": tolerance, "macs_counter": MACS_COUNTER, "peak_memory": PEAK_MEMORY}
 
 

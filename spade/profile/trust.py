@@ -10,11 +10,16 @@ of rounds:
   is wider than ``max_spread`` of its median;
 * checks every row's **plausibility** (:mod:`.stats`): a speedup whose interval lies above
   its MACs cut, or models of one architecture timed apart, are re-timed, and flagged when
-  still implausible at the end of the budget.
+  still implausible at the end of the budget; so is a speedup whose interval stays too wide.
+
+With several threads on a loaded machine, OpenMP threads that spin while a peer is
+preempted inflate wall *and* CPU time many times over; idle threads that sleep
+(``OMP_WAIT_POLICY=PASSIVE``, read when torch loads) or one thread keep CPU time steady.
 """
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Callable
@@ -85,7 +90,7 @@ def implausible(timings: dict[str, Timing], pairs: list[tuple[str, str]], macs: 
 def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tuple[str, str]], macs: dict[str, int],
                     twins: list[list[str]], rounds: int = 15, max_rounds: int | None = None,
                     max_spread: float = MAX_SPREAD, min_run_time: float = 1.0,
-                    load: Callable[[], float | None] = lambda: None, cpus: int | None = None,
+                    load: Callable[[], float | None] = lambda: None, cpus: int | None = None, threads: int = 1,
                     log: Callable[[str], None] = lambda msg: None) -> tuple[dict[str, Timing], Verdict]:
     """Time ``candidates`` in paired rounds and re-measure within ``max_rounds`` (default
     3 x ``rounds``) until the speedups of ``pairs`` are narrow and plausible (module docstring)."""
@@ -108,6 +113,13 @@ def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tup
         log(f"  {more} more rounds ({why})")
         remeasured.append(f"+{more} rounds, {why}")
         timings = paired.run(more)
+    for k in wide:
+        s = next(v for (c, _), v in speedups(timings, pairs, clock).items() if c == k)
+        flags.setdefault(k, []).append(f"too noisy: interval {s.low:.2f}-{s.high:.2f} is wider than "
+                                       f"{max_spread:.0%} of the speedup after {paired.done} rounds")
+    if clock == "cpu" and threads > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        reason += (f"; with {threads} threads a preempted thread makes the others spin and inflates CPU time "
+                   "too: run with OMP_WAIT_POLICY=PASSIVE in the environment, or --threads 1")
     shares = [c / w for t in timings.values() for w, c in zip(t.wall, t.cpu) if w > 0]
     return timings, Verdict(clock, reason, paired.done, remeasured, flags,
                             statistics.median(shares) if shares else None)

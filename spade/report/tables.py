@@ -70,60 +70,8 @@ def conditions_lines(df: pd.DataFrame) -> list[str]:
     """One line per distinct set of timing conditions in the table."""
     keys = ["hardware", "threads", "batch", "device", "allocator", "torch", "load_average"]
     out = []
-    for _, c in df[keys].drop_duplicates().iterrows():
+    for _, c in df.loc[df["hardware"].notna(), keys].drop_duplicates().iterrows():
         load = f"; load average {c['load_average']}" if isinstance(c["load_average"], str) else ""
         out.append(f"{c['hardware']}; device {c['device']}; {c['threads']} threads; batch {c['batch']}; "
                    f"torch {c['torch']}; allocator: {c['allocator']}{load}")
     return out
-
-
-def _fmt(value, spec: str, suffix: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, spec) + suffix
-
-
-def summary_table(group: pd.DataFrame) -> list[str]:
-    """Markdown rows of one (dataset, protocol) group."""
-    head = ("| model | role | ratio | strategy | PSNR dB | SSIM | start dB | params | GMACs | MACs cut | backend "
-            "| median ms | speedup vs unpruned | vs recursive |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for _, r in group.iterrows():
-        median = "failed" if r["status"] == "failed" else _fmt(r["median_ms"], ".1f")
-        strategy = r["strategy"] if isinstance(r["strategy"], str) else ("none" if r["role"] == "pruned" else "-")
-        backend = r["backend"] if isinstance(r["backend"], str) else "-"
-        lines.append(f"| {r['model']} | {r['role']} | {_fmt(r['ratio'], '.2f')} | {strategy} | "
-                     f"{_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.4f')} | {_fmt(r['init_psnr'], '.2f')} | "
-                     f"{r['params']:,} | {r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {backend} | "
-                     f"{median} | {_fmt(r['speedup_vs_unpruned'], '.2f', 'x')} | "
-                     f"{_fmt(r['speedup_vs_recursive'], '.2f', 'x')} |")
-    return lines
-
-
-def groups(df: pd.DataFrame):
-    """``((dataset, protocol), rows)`` for every evaluation setting, unevaluated rows last."""
-    keyed = df.assign(_d=df["dataset"].fillna("(not evaluated)"), _p=df["protocol"].fillna("-"))
-    for (dataset, protocol), g in keyed.groupby(["_d", "_p"], sort=False):
-        yield (dataset, protocol), g.drop(columns=["_d", "_p"])
-
-
-def markdown(df: pd.DataFrame, title: str, notes: str = "", conventions: dict | None = None,
-             figures: list[tuple[str, str]] = ()) -> str:
-    """The Markdown summary; ``figures``: (caption, relative PNG path)."""
-    lines = [f"# {title}", ""]
-    if notes:
-        lines += [notes, ""]
-    lines += ["Latency measured on:"] + [f"- {c}" for c in conditions_lines(df)] + [""]
-    lines += ["Speedups are ratios of medians of models timed interleaved in one run, on the same backend.", ""]
-    for (dataset, protocol), g in groups(df):
-        conv = (conventions or {}).get(protocol, "")
-        lines += [f"## {dataset} — protocol {protocol}" + (f" ({conv})" if conv else ""), ""]
-        lines += summary_table(g) + [""]
-        failed = g[g["status"] == "failed"]
-        for _, r in failed.iterrows():
-            lines.append(f"- {r['model']} on {r['backend']} failed: {r['error']}")
-        if len(failed):
-            lines.append("")
-    for caption, path in figures:
-        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
-    return "\n".join(lines)
