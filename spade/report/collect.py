@@ -19,10 +19,10 @@ from ..data import load_images
 from ..errors import require
 from ..evaluation import PROTOCOLS, evaluate
 from ..fileio import atomic_path
-from ..models import get_family, load_model
+from ..models import count_parameters, get_family, load_model
 from ..physics.mri import magnitude
 from ..profile import profile_models, role_of
-from . import results
+from . import results, runfolder
 
 
 def _entry(model: str | Path | dict) -> dict:
@@ -122,3 +122,19 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
               "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
               "peak_mem_mb": entry["peak_mem_mb"], "sample": sample, "model_file": e["path"]}
     return results.append_record(run_dir, record)
+
+
+def record_evaluation(run_dir: str | Path, model_file: str | Path, loaded, ev, data: str | None) -> dict:
+    """Add ``spade.evaluation.evaluate(..., keep=1)``'s result for a loaded model file to a
+    run folder (:func:`spade.report.runfolder.add_evaluation`); the kept arrays become the
+    record's sample and leave ``ev``."""
+    first = ev.per_image[0]
+    sample = None
+    if "arrays" in first:
+        rec, gt, start = sample_arrays(ev.protocol, first.pop("arrays"))
+        sample = {"reconstruction": rec, "ground_truth": gt, "start": start, "image": first["image"],
+                  "psnr": first.get("psnr", float("nan"))}
+    summary = {"dataset": data or first["image"], "protocol": ev.protocol, "convention": PROTOCOLS[ev.protocol],
+               "n_images": len(ev.per_image), **ev.summary()}
+    return runfolder.add_evaluation(run_dir, model_file, loaded.spec, count_parameters(loaded.model),
+                                    role_of(loaded.spec), summary, sample)
