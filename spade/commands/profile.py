@@ -77,7 +77,7 @@ def _load_warning(la: dict) -> list[str]:
     if worst is None or not la["cpus"] or worst <= la["cpus"]:
         return []
     return [f"warning: the load average ({worst}) exceeds the {la['cpus']} CPUs: absolute times are inflated and "
-            "noisy; trust the interleaved ratios and their per-round ranges"]
+            "noisy; trust the paired speedups within their intervals"]
 
 
 def render_text(result: dict) -> str:

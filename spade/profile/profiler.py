@@ -163,7 +163,9 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
         log(f"timing {len(fns)} candidate(s): {rounds} paired rounds (up to {max_rounds or 3 * rounds}), "
             f">= {min_run_time:g} s per block")
         macs = {f"{e['name']}|{e['backend']}": e["macs"] for e in entries}
-        timings, verdict = measure_trusted(fns, pairs, macs, _twins(entries, fns), rounds=rounds, max_rounds=max_rounds,
+        against_base = [(k, ref) for k, ref in pairs if ref.rpartition("|")[0] == cands[0].name]
+        timings, verdict = measure_trusted(fns, pairs, macs, _twins(entries, fns), macs_pairs=against_base,
+                                           rounds=rounds, max_rounds=max_rounds,
                                            max_spread=max_spread, min_run_time=min_run_time, load=load_average,
                                            cpus=os.cpu_count(), threads=threads, log=log)
         faults = {key: _faults_per_call(fn) for key, fn in fns.items()}

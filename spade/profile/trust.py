@@ -68,8 +68,9 @@ def choose_clock(timings: dict[str, Timing], pairs: list[tuple[str, str]], load:
 
 def implausible(timings: dict[str, Timing], pairs: list[tuple[str, str]], macs: dict[str, int],
                 twins: list[list[str]], clock: str) -> dict[str, list[str]]:
-    """Keys are ``NAME|BACKEND``. Candidate -> why its timing cannot be right: a speedup over its MACs cut, or a
-    same-architecture twin timed apart (``twins``: groups of candidates of one architecture)."""
+    """Candidate -> why its timing cannot be right: a speedup of one of ``pairs`` over its
+    MACs cut, or a same-architecture twin timed apart (``twins``: groups of candidates of
+    one architecture). Keys are ``NAME|BACKEND``."""
     out: dict[str, list[str]] = {}
     for (k, ref), s in speedups(timings, pairs, clock).items():
         if k.split("|")[-1] != ref.split("|")[-1]:  # another backend may beat eager at equal MACs
@@ -88,12 +89,13 @@ def implausible(timings: dict[str, Timing], pairs: list[tuple[str, str]], macs: 
 
 
 def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tuple[str, str]], macs: dict[str, int],
-                    twins: list[list[str]], rounds: int = 15, max_rounds: int | None = None,
+                    twins: list[list[str]], macs_pairs: list[tuple[str, str]] | None = None, rounds: int = 15, max_rounds: int | None = None,
                     max_spread: float = MAX_SPREAD, min_run_time: float = 1.0,
                     load: Callable[[], float | None] = lambda: None, cpus: int | None = None, threads: int = 1,
                     log: Callable[[str], None] = lambda msg: None) -> tuple[dict[str, Timing], Verdict]:
     """Time ``candidates`` in paired rounds and re-measure within ``max_rounds`` (default
-    3 x ``rounds``) until the speedups of ``pairs`` are narrow and plausible (module docstring)."""
+    3 x ``rounds``) until the speedups of ``pairs`` are narrow and plausible (module docstring);
+    ``macs_pairs`` (default ``pairs``): those whose speedup the MACs cut bounds."""
     max_rounds = 3 * rounds if max_rounds is None else max(rounds, max_rounds)
     if not candidates:
         return {}, Verdict("wall", "nothing timed", 0)
@@ -104,7 +106,7 @@ def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tup
     while True:
         clock, reason = choose_clock(timings, pairs, load(), cpus, max_spread)
         wide = [k for (k, _), s in speedups(timings, pairs, clock).items() if s.spread > max_spread]
-        flags = implausible(timings, pairs, macs, twins, clock)
+        flags = implausible(timings, pairs if macs_pairs is None else macs_pairs, macs, twins, clock)
         if (not wide and not flags) or paired.done >= max_rounds:
             break
         why = (f"implausible: {', '.join(sorted({k.split('|')[0] for k in flags}))}" if flags
