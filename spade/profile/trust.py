@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -101,7 +102,12 @@ def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tup
         return {}, Verdict("wall", "nothing timed", 0)
     step = max(3, rounds // 2)
     paired = PairedRounds(candidates, min_run_time)
-    timings = paired.run(rounds)
+    t0 = time.perf_counter()
+    timings = paired.run(1)
+    per_round = time.perf_counter() - t0
+    log(f"  one round takes {per_round:.1f} s: about {per_round * (rounds - 1):.0f} s more "
+        f"(up to {per_round * (max_rounds - 1):.0f} s if re-measured)")
+    timings = paired.run(rounds - 1)
     remeasured = []
     while True:
         clock, reason = choose_clock(timings, pairs, load(), cpus, max_spread)
