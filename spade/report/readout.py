@@ -90,12 +90,12 @@ def conditions(records: list[dict]) -> list[str]:
         c = r.get("conditions")
         if not c:
             continue
-        timer = c.get("timer") or {}
+        timer, timing = c.get("timer") or {}, c.get("timing") or {}
         line = (f"{c['hardware']}; device {c['device']}; {c['threads']} thread(s); batch {c['batch']}; "
                 f"torch {c['torch']}; allocator: {c['allocator']}")
-        if timer.get("rounds"):
-            line += (f"; {timer['rounds']}–{timer.get('max_rounds', timer['rounds'])} paired rounds, "
-                     f">= {timer.get('min_run_time_s', 0):g} s per block")
+        if timing.get("rounds"):
+            line += (f"; {timing['rounds']} paired rounds ({timer.get('rounds')} asked, at most "
+                     f"{timer.get('max_rounds')}), blocks of ≥ {timer.get('min_run_time_s', 0):g} s")
         if line not in lines:
             lines.append(line)
     return lines
