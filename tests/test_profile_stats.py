@@ -107,3 +107,35 @@ def test_paired_rounds_give_every_candidate_the_same_rounds_in_rotating_order():
     assert blocks == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
     assert {len(t.wall) for t in timings.values()} == {len(t.cpu) for t in timings.values()} == {4}
     assert all(t.number == 1 for t in timings.values())
+
+
+def _scripted(monkeypatch, script):
+    """Replace the block timer: candidate ``fn`` -> an iterator of (wall, cpu) per block."""
+    import spade.profile.latency as latency
+
+    its = {fn: iter(seq) for fn, seq in script.items()}
+    monkeypatch.setattr(latency, "time_block", lambda fn, number: next(its[fn]))
+
+
+def test_twins_timed_apart_are_re_timed_then_flagged(monkeypatch):
+    from spade.profile.trust import measure_trusted
+
+    a, b = (lambda: None), (lambda: None)
+    _scripted(monkeypatch, {a: [(1.0, 1.0)] * 100, b: [(1.5, 1.5)] * 100})
+    timings, verdict = measure_trusted({"a|eager": a, "b|eager": b}, [("b|eager", "a|eager")], {"a|eager": 5, "b|eager": 5},
+                                       [["a|eager", "b|eager"]], rounds=6, max_rounds=12, min_run_time=0.0)
+    assert verdict.rounds == 12 and len(timings["a|eager"].wall) == len(timings["b|eager"].wall) == 12
+    assert verdict.remeasured and all("implausible" in r for r in verdict.remeasured)
+    assert any("same architecture as a" in f for f in verdict.flags["b|eager"])
+
+
+def test_wide_intervals_are_re_measured_until_narrow(monkeypatch):
+    from spade.profile.trust import measure_trusted
+
+    a, b = (lambda: None), (lambda: None)
+    noisy = [(1.0, 1.0), (3.0, 3.0)] * 3 + [(1.0, 1.0)] * 40  # a burst, then steady
+    _scripted(monkeypatch, {a: [(2.0, 2.0)] * 100, b: [(1.0, 1.0)] + noisy})  # first call sizes the block
+    _, verdict = measure_trusted({"a|eager": a, "b|eager": b}, [("b|eager", "a|eager")], {"a|eager": 4, "b|eager": 2},
+                                 [], rounds=6, max_rounds=30, min_run_time=0.0)
+    assert 6 < verdict.rounds < 30 and verdict.flags == {}
+    assert verdict.remeasured[0].endswith("interval wider than 10%: b")
