@@ -67,7 +67,7 @@ def test_titles_names_and_notes_are_escaped_in_both_pages(tmp_path):
     append_record(run, {"name": f"m{evil}|x*", "family": "f", "sharing": "untied", "role": "unpruned",
                         "params": 1, "macs": 1, "strategy": "![i](http://e/x.png)",
                         "evaluation": {"dataset": "[d](javascript:x)", "protocol": "p", "psnr": 30.0}})
-    write_run_info(run, f"T {evil}", notes=f"n <img src=x onerror=alert(1)>\n# heading")
+    write_run_info(run, f"T {evil}", notes="n <img src=x onerror=alert(1)>\n# heading")
     assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "report.html").read_text()
     summary = (tmp_path / "out" / "summary.md").read_text()
