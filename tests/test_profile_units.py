@@ -15,33 +15,10 @@ from spade.data import example_pair
 from spade.errors import SpadeError
 from spade.models import create_model, load_model
 from spade.physics import MRI, BlockCS, random_mask
-from spade.profile import BACKENDS, Bound, forward_cost, measure_interleaved, profile_models, ratio, register_backend
+from spade.profile import BACKENDS, Bound, forward_cost, profile_models, register_backend
 from spade.profile.backends import prepare, verify
-from spade.profile.latency import Timing
 from spade.profile.onnx_export import export_onnx, run_session, session
 from tiny_nets import CHANNELS, PHASES, one_thread, tiny  # noqa: F401  (fixtures)
-
-
-def test_candidates_are_interleaved_with_rotating_order():
-    calls = []
-    cands = {name: (lambda n=name: calls.append(n)) for name in "abc"}
-    timings = measure_interleaved(cands, threads=1, rounds=3, min_run_time=1e-4, warmup=1)
-    # collapse consecutive calls of one candidate into blocks
-    blocks = [n for i, n in enumerate(calls) if i == 0 or calls[i - 1] != n]
-    assert blocks[:3] == ["a", "b", "c"]  # warm-up
-    assert blocks[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    for t in timings.values():
-        assert len(t.round_medians) == 3 and len(t.times) >= 3
-        assert t.calls >= len(t.times)
-
-
-def test_ratio_is_consistent_with_medians():
-    a = Timing(times=[2.0, 2.0, 4.0], calls=3, round_medians=[2.0, 2.0, 4.0])
-    b = Timing(times=[1.0, 2.0, 1.0], calls=3, round_medians=[1.0, 2.0, 1.0])
-    r = ratio(a, b)
-    assert r["speedup"] == pytest.approx(2.0)
-    assert (r["low"], r["high"]) == (pytest.approx(1.0), pytest.approx(4.0))
-    assert a.iqr == pytest.approx(1.0)
 
 
 def test_macs_match_the_architecture():

@@ -37,7 +37,16 @@ def test_records_round_trip_in_order(tmp_path):
     ({"macs": -1}, "macs"),
     ({"ratio": 1.5}, "ratio"),
     ({"conditions": {"threads": 2}}, "conditions"),
-    ({"colour": "red"}, "unknown keys"),
+    ({"colour": "red"}, "'colour': unknown key"),
+    ({"params": "10"}, "'params'"),
+    ({"macs": 1.5}, "'macs'"),
+    ({"name": ["x"]}, "'name'"),
+    ({"evaluation": {"dataset": "d", "protocol": "p", "psnr": "30 dB"}}, "'evaluation.psnr'"),
+    ({"latency": [{"backend": "eager", "status": "ok", "speedup_vs_unpruned_ci": [1.0]}]}, "speedup_vs_unpruned_ci"),
+    ({"widths": {"conv": ["a", 1]}}, "'widths"),
+    ({"sample": "/etc/passwd"}, "inside samples/"),
+    ({"sample": "samples/../../secret.npz"}, "inside samples/"),
+    ({"sample": "elsewhere/x.npz"}, "inside samples/"),
     ({"latency": [{"median_ms": 1.0}]}, "backend"),
     ({"evaluation": {"psnr": 30.0}}, "dataset"),
 ])
@@ -74,3 +83,55 @@ def test_samples_and_run_info(tmp_path):
     assert read_run_info(tmp_path)["title"] == tmp_path.name
     write_run_info(tmp_path, "CS25 sweep", "notes")
     assert read_run_info(tmp_path) == {"title": "CS25 sweep", "notes": "notes"}
+
+
+def _raw_line(tmp_path, line: str):
+    (tmp_path / "results.jsonl").write_text(line + "\n")
+    with pytest.raises(SpadeError) as err:
+        read_records(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_hostile_results_files_give_one_line_errors(tmp_path):
+    assert "nested" in _raw_line(tmp_path, "[" * 100000 + "]" * 100000)
+    deep = json.dumps(record(widths={"a": [1, 2]}))[:-1] + ', "evaluation": ' + '{"x": ' * 30 + "1" + "}" * 30 + "}"
+    assert "nested deeper" in _raw_line(tmp_path, deep)
+    assert "role" in _raw_line(tmp_path, json.dumps(record(role=None)))
+    (tmp_path / "results.jsonl").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(SpadeError, match="not UTF-8"):
+        read_records(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"title": ["x"]}))
+    with pytest.raises(SpadeError, match="string 'title'"):
+        read_run_info(tmp_path)
+
+
+def test_samples_outside_the_run_folder_are_never_read(tmp_path):
+    outside = tmp_path / "secret.npz"
+    np.savez(outside, reconstruction=np.zeros((4, 4)), ground_truth=np.zeros((4, 4)))
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "samples" / "link.npz").symlink_to(outside)
+    for rel in ("../secret.npz", str(outside), "samples/link.npz"):
+        with pytest.raises(SpadeError, match="outside"):
+            load_sample(run, rel)
+    np.savez(run / "samples" / "bad.npz", reconstruction=np.zeros((4, 4)), ground_truth=np.zeros((5, 4)))
+    with pytest.raises(SpadeError, match="one shape"):
+        load_sample(run, "samples/bad.npz")
+    (run / "samples" / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(SpadeError, match="not a readable sample"):
+        load_sample(run, "samples/junk.npz")
+
+
+def test_upsert_keeps_what_the_other_command_wrote(tmp_path):
+    from spade.report.results import upsert_record
+
+    upsert_record(tmp_path, "m", "a/m.spade", {"family": "f", "sharing": "untied", "role": "unpruned", "params": 3,
+                                                "evaluation": {"dataset": "d", "protocol": "p", "psnr": 30.0}})
+    upsert_record(tmp_path, "m", "a/m.spade", {"family": "f", "sharing": "untied", "role": "unpruned", "params": 3,
+                                                "macs": 7, "conditions": CONDITIONS})
+    (got,) = read_records(tmp_path)
+    assert got["evaluation"]["psnr"] == 30.0 and got["macs"] == 7 and got["conditions"]["threads"] == 2
+    with pytest.raises(SpadeError, match="from a/m.spade, not b/m.spade"):
+        upsert_record(tmp_path, "m", "b/m.spade", {"family": "f", "sharing": None, "role": "unpruned", "params": 1})

@@ -5,6 +5,7 @@ from ..data import channel_mode, load_images
 from ..errors import require
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
+from ..report.collect import record_evaluation
 from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int
 
 
@@ -22,6 +23,9 @@ def add_parser(sub, name):
                    help="scoring convention (default: the model's, else by physics)")
     p.add_argument("--noise", type=nonneg_float, default=None, help="measurement noise level (default: the physics')")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--out", metavar="DIR",
+                   help="also add the scores and a sample image to run folder DIR (created if missing) for "
+                        "`spade report DIR`")
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -38,7 +42,10 @@ def run(args) -> int:
         require(args.data is not None, f"protocol '{protocol}' needs test images: give --data")
         channels = channel_mode(loaded.model.config.get("image_channels", 1))
         images = load_images(args.data, channels)
-    result = evaluate(loaded.model, loaded.physics, images, protocol, noise_level=args.noise, seed=args.seed, device=dev)
+    result = evaluate(loaded.model, loaded.physics, images, protocol, noise_level=args.noise, seed=args.seed, device=dev,
+                      keep=1 if args.out else 0)
+    if args.out:
+        record_evaluation(args.out, args.model, loaded, result, args.data)
     if args.json:
         out = result.to_json()
         out.update({"model": args.model, "data": args.data})

@@ -5,6 +5,7 @@ import os
 import sys
 
 from ..profile import BACKENDS, TOLERANCE, profile_models
+from ..report.runfolder import add_profile
 from .common import add_device, add_json, device, emit_json, positive_float
 
 
@@ -22,11 +23,15 @@ def add_parser(sub, name):
     add_input_options(p)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                    help="torch / ONNX Runtime threads (default: 2, or fewer CPUs)")
-    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    p.add_argument("--rounds", type=int, default=15, help="paired interleaved rounds (default 15)")
+    p.add_argument("--max-rounds", type=int,
+                   help="rounds in all while speedup intervals are too wide or implausible (default: 3 x --rounds)")
     p.add_argument("--min-run-time", type=positive_float, default=1.0,
                    help="seconds per timed block (default 1: several calls even for slow models)")
     p.add_argument("--allocator", default="pinned",
                    help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")
+    p.add_argument("--out", metavar="DIR",
+                   help="also add the results to run folder DIR (created if missing) for `spade report DIR`")
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -49,8 +54,10 @@ def run(args) -> int:
     result = profile_models(args.models, backends=_backends(args.backend), batch=args.batch, threads=args.threads,
                             side=args.side, device=device(args.device), baseline=args.baseline,
                             recursive=args.recursive, rounds=args.rounds, min_run_time=args.min_run_time,
-                            allocator=args.allocator, tolerance=args.tolerance,
+                            allocator=args.allocator, tolerance=args.tolerance, max_rounds=args.max_rounds,
                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.out:
+        add_profile(args.out, result)
     if args.json:
         emit_json(result)
     else:
@@ -61,8 +68,8 @@ def run(args) -> int:
 def _ratio(e: dict, prefix: str) -> str:
     if e[prefix] is None:
         return "-"
-    low, high = e[f"{prefix}_range"]
-    return f"{e[prefix]:.2f}x ({low:.2f}-{high:.2f}) {e[f'{prefix}_min']:.2f}x"
+    low, high = e[f"{prefix}_ci"]
+    return f"{e[prefix]:.2f}x [{low:.2f}-{high:.2f}]"
 
 
 def _load_warning(la: dict) -> list[str]:
@@ -70,30 +77,32 @@ def _load_warning(la: dict) -> list[str]:
     if worst is None or not la["cpus"] or worst <= la["cpus"]:
         return []
     return [f"warning: the load average ({worst}) exceeds the {la['cpus']} CPUs: absolute times are inflated and "
-            "noisy; trust the interleaved ratios and their per-round ranges"]
+            "noisy; trust the paired speedups within their intervals"]
 
 
 def render_text(result: dict) -> str:
     """The profile as a table plus its measurement conditions."""
-    v, la = result["versions"], result["load_average"]
+    v, la, t = result["versions"], result["load_average"], result["timing"]
     lines = [f"batch {result['batch']}, threads {result['threads']}, device {result['device']} ({result['hardware']}), "
              + ", ".join(f"{k} {val}" for k, val in v.items()),
              f"allocator: {result['allocator']['description']}",
              f"load average: {la['before']} before, {la['after']} after, on {la['cpus']} CPUs "
              "(other processes compete for the CPUs when it exceeds their number)",
-             f"timing: {result['timer']['method']}; {result['timer']['rounds']} rounds, >= "
+             f"timing: {result['timer']['method']}; {t['rounds']} rounds, >= "
              f"{result['timer']['min_run_time_s']:g} s per block; speedups against {result['baseline']} "
-             "(same backend; 'vs base eager': against the baseline run eagerly): ratio of medians, (lowest-highest "
-             "per-round ratio), ratio of minima",
+             "(same backend; 'vs base eager': against the baseline run eagerly): median per-round ratio "
+             f"[{result['timer']['confidence']:.0%} interval]",
+             f"speedups use {t['clock']} time: {t['reason']}",
+             *[f"re-measured: {why}" for why in t["remeasured"]],
              *_load_warning(la),
              f"checked: max |backend - eager| <= {result['tolerance']:g} x max(1, max |eager|) on two inputs",
              f"MACs: {result['macs_counter']}", f"peak memory: {result['peak_memory']}", ""]
     several = len({e["backend"] for e in result["models"]}) > 1
     lines.append(f"{'model':<18} {'role':<9} {'backend':<13} {'median ms':>10} {'IQR ms':>8} {'min ms':>9} "
-                 f"{'runs':>4}  {'speedup (range) min':<26} {'vs recursive (range) min':<26} "
+                 f"{'runs':>4}  {'speedup [interval]':<22} {'vs recursive [interval]':<23} "
                  + ("vs base eager " if several else "")
                  + f"{'params':>9} {'GMACs':>7} {'peak MB':>8} {'faults/call':>11}")
-    failed = []
+    failed, flagged = [], []
     for e in result["models"]:
         head = f"{e['name'][:18]:<18} {e['role']:<9} {e['backend']:<13}"
         cost = f"{e['params']:>9,} {e['macs'] / 1e9:>7.3f} {e['peak_mem_mb']:>8.1f}"
@@ -101,15 +110,18 @@ def render_text(result: dict) -> str:
             vs_eager = e["speedup_vs_baseline_eager"]
             cost = ("-" if vs_eager is None else f"{vs_eager:.2f}x").ljust(13) + " " + cost
         if e["status"] != "ok":
-            lines.append(f"{head} {'FAILED':>10} {'':>8} {'':>9} {'':>4}  {'-':<26} {'-':<26} {cost}")
+            lines.append(f"{head} {'FAILED':>10} {'':>8} {'':>9} {'':>4}  {'-':<22} {'-':<23} {cost}")
             failed.append(f"  {e['name']} on {e['backend']}: {e['error']}")
             continue
         faults = "-" if e["page_faults_per_call"] is None else f"{e['page_faults_per_call']:.0f}"
         lines.append(f"{head} {e['median_ms']:>10.2f} {e['iqr_ms']:>8.2f} {e['min_ms']:>9.2f} {e['runs']:>4}  "
-                     f"{_ratio(e, 'speedup'):<26} {_ratio(e, 'speedup_vs_recursive'):<26} {cost} {faults:>11}")
+                     f"{_ratio(e, 'speedup'):<22} {_ratio(e, 'speedup_vs_recursive'):<23} {cost} {faults:>11}")
+        flagged += [f"  {e['name']} on {e['backend']}: {why}" for why in e["flags"]]
     refs = sorted({e["recursive"] for e in result["models"] if e["recursive"]})
     if refs:
         lines.append(f"recursive reference(s): {', '.join(refs)}")
+    if flagged:
+        lines += ["IMPLAUSIBLE after re-timing (do not trust these rows):"] + flagged
     if failed:
         lines += ["failed backends (no time reported):"] + failed
     return "\n".join(lines)

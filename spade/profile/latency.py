@@ -1,82 +1,106 @@
-"""Interleaved latency measurement with ``torch.utils.benchmark``.
+"""Paired, interleaved latency measurement: wall and process CPU time per round.
 
 Absolute times drift on a shared machine (other processes, frequency, caches), so
-candidates are never timed one after the other: :func:`measure_interleaved` runs
-``rounds`` rounds, and in every round each candidate gets one
-``Timer.blocked_autorange(min_run_time)`` block (its block-size estimate doubles as a
-warm-up after the switch from the previous candidate). The order rotates every round so
-no candidate always follows the same one. Drift then hits all candidates alike, and the
-ratio of two candidates' medians — with the spread of the per-round ratios and the
-ratio of their fastest blocks, which :func:`ratio` also returns — is what can be trusted.
+candidates are never timed one after the other. :class:`PairedRounds` first sizes a
+block for each candidate (enough calls to last ``min_run_time``), then runs rounds: in
+every round each candidate runs one block, back to back, in an order that rotates every
+round so no candidate always follows the same one. Every candidate gets the same number
+of blocks (one per round), and each block records its wall time (``time.perf_counter``)
+and the CPU time of the whole process (``time.process_time``, all threads). CPU time
+counts only while this process runs, so it is far less sensitive to other processes
+than wall time. Speedups are then taken per round (:mod:`.stats`); more rounds can be
+added later without breaking the pairing.
 """
 from __future__ import annotations
 
+import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from torch.utils.benchmark import Measurement, Timer
-
-METHOD = ("torch.utils.benchmark.Timer.blocked_autorange; candidates interleaved round-robin (order rotated "
-          "every round); median and IQR over all timed blocks")
+METHOD = ("paired interleaved rounds: every round times one block of every candidate back to back (order rotated "
+          "each round; block = calls lasting >= the minimum run time), wall time (perf_counter) and process CPU "
+          "time (process_time) per block; speedup = median of the per-round ratios, with its order-statistics "
+          "confidence interval")
 
 
 @dataclass
 class Timing:
-    """Times of one candidate, in seconds per call."""
+    """Times of one candidate, seconds per call, one value per round."""
 
-    times: list[float]  #: per-call time of every timed block
-    calls: int  #: timed calls in all
-    round_medians: list[float] = field(default_factory=list)  #: median of each round's block(s)
+    number: int  #: calls per block
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
-        return statistics.median(self.times)
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
 
     @property
     def min(self) -> float:
-        return min(self.times)
+        return min(self.wall)
 
     @property
     def iqr(self) -> float:
-        if len(self.times) < 2:
+        if len(self.wall) < 2:
             return 0.0
-        q = statistics.quantiles(self.times, n=4, method="inclusive")
+        q = statistics.quantiles(self.wall, n=4, method="inclusive")
         return q[2] - q[0]
+
+    def rounds(self, clock: str) -> list[float]:
+        """Per-round times on ``clock`` (``wall`` or ``cpu``)."""
+        return self.wall if clock == "wall" else self.cpu
 
     def to_json(self) -> dict:
         return {"median_ms": self.median * 1e3, "iqr_ms": self.iqr * 1e3, "min_ms": self.min * 1e3,
-                "runs": len(self.times), "calls": self.calls,
-                "round_medians_ms": [t * 1e3 for t in self.round_medians]}
+                "cpu_median_ms": self.cpu_median * 1e3, "runs": len(self.wall), "calls": self.number * len(self.wall),
+                "round_ms": [t * 1e3 for t in self.wall], "round_cpu_ms": [t * 1e3 for t in self.cpu]}
 
 
-def measure_interleaved(candidates: dict[str, Callable[[], object]], threads: int, rounds: int = 5,
-                        min_run_time: float = 0.3, warmup: int = 1) -> dict[str, Timing]:
-    """Time every zero-argument callable in ``candidates``, interleaved (module docstring)."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    timers = {name: Timer(stmt="fn()", globals={"fn": fn}, label=name, num_threads=threads)
-              for name, fn in candidates.items()}
-    blocks: dict[str, list[Measurement]] = {name: [] for name in candidates}
-    names = list(candidates)
-    for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            blocks[name].append(timers[name].blocked_autorange(min_run_time=min_run_time))
-    out = {}
-    for name, ms in blocks.items():
-        merged = Measurement.merge(ms)[0]
-        out[name] = Timing(times=list(merged.times), calls=sum(m.number_per_run * len(m.raw_times) for m in ms),
-                           round_medians=[m.median for m in ms])
-    return out
+def time_block(fn: Callable[[], object], number: int) -> tuple[float, float]:
+    """(wall, process CPU) seconds per call of ``number`` consecutive calls."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number, (time.process_time() - c0) / number
 
 
-def ratio(reference: Timing, other: Timing) -> dict[str, float]:
-    """How many times faster ``other`` is than ``reference``: the ratio of the medians,
-    the lowest and highest per-round ratios, and the ratio of the fastest blocks (``min``:
-    interference from other processes only adds time, so on a busy machine the minima
-    are the steadier estimate)."""
-    per_round = [a / b for a, b in zip(reference.round_medians, other.round_medians)]
-    return {"speedup": reference.median / other.median, "low": min(per_round), "high": max(per_round),
-            "min": reference.min / other.min}
+class PairedRounds:
+    """Interleaved rounds over fixed candidates (module docstring); ``timings`` grows with
+    every :meth:`run`."""
+
+    def __init__(self, candidates: dict[str, Callable[[], object]], min_run_time: float = 0.3, warmup: int = 1):
+        self.candidates = dict(candidates)
+        self.names = list(candidates)
+        self.done = 0
+        for fn in self.candidates.values():
+            for _ in range(warmup):
+                fn()
+        self.timings = {name: Timing(self._calls(fn, min_run_time)) for name, fn in self.candidates.items()}
+
+    @staticmethod
+    def _calls(fn: Callable[[], object], min_run_time: float) -> int:
+        """Calls per block: one timed call sizes it."""
+        once, _ = time_block(fn, 1)
+        return max(1, math.ceil(min_run_time / max(once, 1e-9)))
+
+    def run(self, rounds: int) -> dict[str, Timing]:
+        for _ in range(rounds):
+            shift = self.done % len(self.names)
+            for name in self.names[shift:] + self.names[:shift]:
+                wall, cpu = time_block(self.candidates[name], self.timings[name].number)
+                self.timings[name].wall.append(wall)
+                self.timings[name].cpu.append(cpu)
+            self.done += 1
+        return self.timings
+
+
+def measure_interleaved(candidates: dict[str, Callable[[], object]], rounds: int = 5, min_run_time: float = 0.3,
+                        warmup: int = 1) -> dict[str, Timing]:
+    """Time every zero-argument callable in ``candidates`` in ``rounds`` paired rounds."""
+    return PairedRounds(candidates, min_run_time, warmup).run(rounds)

@@ -5,22 +5,27 @@
     {"models": [entry, ...],            # one per model x backend, in input order
      "baseline": NAME, "threads": T, "batch": B, "side": N|None, "device": "cpu",
      "hardware": "...", "torch": "...", "versions": {...}, "allocator": {...},
-     "timer": {"method", "rounds", "min_run_time_s"}, "load_average": {"before", "after", "cpus"},
+     "timer": {"method", "rounds", "max_rounds", "max_spread", "min_run_time_s", "confidence"},
+     "timing": {"clock", "reason", "rounds", "remeasured", "cpu_share"},
+     "load_average": {"before", "after", "cpus"},
      "tolerance": ..., "macs_counter": ..., "peak_memory": ...}
 
 and every entry holds ``model`` (the file), ``name``, ``family``, ``sharing``, ``role``
 (unpruned / pruned / recursive), ``backend``, ``status`` (ok / failed), ``error``,
 ``input_shape``, ``params``, ``macs``, ``peak_mem_mb``, ``max_abs_error`` (relative to
-max(1, max |eager|)), ``setup_s``, ``median_ms``, ``iqr_ms``, ``runs`` (timed blocks),
-``calls``, ``min_ms``, ``round_medians_ms`` (one per interleaved round),
-``page_faults_per_call``, ``speedup`` (the baseline's median over this one, same backend)
-with ``speedup_range`` (lowest and highest per-round ratio) and ``speedup_min`` (ratio of
-the fastest blocks), ``speedup_vs_recursive`` / ``_range`` / ``_min`` and ``recursive``
-(against the recursive model of the same family, same backend) and ``speedup_vs_baseline_eager``
-(against the baseline run eagerly, when eager is profiled). Timing fields are ``None``
-for a failed backend.
+max(1, max |eager|)), ``setup_s``, wall-time ``median_ms``, ``iqr_ms``, ``min_ms``,
+``cpu_median_ms`` (process CPU time per call), ``runs`` (paired rounds: the same for every
+candidate), ``calls``, ``round_ms`` / ``round_cpu_ms`` (one per round),
+``page_faults_per_call``, ``speedup`` (median of the per-round ratios baseline / this one,
+same backend, on the clock ``timing.clock`` names) with ``speedup_ci`` (its confidence
+interval), ``speedup_vs_recursive`` / ``_ci`` and ``recursive`` (against the recursive
+model of the same family, same backend), ``speedup_vs_baseline_eager`` (against the
+baseline run eagerly, when eager is profiled) and ``flags`` (why the timing is
+implausible, after re-timing; empty when it is not). Timing fields are ``None`` for a
+failed backend.
 
-All candidates are timed in one interleaved run (:mod:`.latency`); threads are fixed
+All candidates are timed in one paired, interleaved run, re-measured while too noisy or
+implausible (:mod:`.trust`); threads are fixed
 with ``torch.set_num_threads`` for the run and restored afterwards.
 """
 from __future__ import annotations
@@ -43,7 +48,9 @@ from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare,
 from .conditions import hardware, load_average, versions
 from ..macs import MACS_COUNTER
 from .cost import PEAK_MEMORY, forward_cost
-from .latency import METHOD, Timing, measure_interleaved, ratio
+from .latency import METHOD, Timing
+from .stats import CONFIDENCE
+from .trust import MAX_SPREAD, Verdict, measure_trusted, speedups
 
 
 def role_of(spec: dict) -> str:
@@ -125,22 +132,25 @@ def _check_comparable(ref: Candidate, cands: list[Candidate], role: str) -> None
                 "family and physics")
 
 
-def _check_settings(threads, batch, side, rounds, min_run_time, tolerance) -> None:
+def _check_settings(threads, batch, side, rounds, min_run_time, tolerance, max_rounds, max_spread) -> None:
     require(threads >= 1, f"threads must be >= 1 (got {threads})")
     check_input_size(batch, side)
     require(rounds >= 1, f"rounds must be >= 1 (got {rounds})")
     require(0 < min_run_time < math.inf, f"min run time must be a finite number > 0 s (got {min_run_time})")
     require(tolerance >= 0, f"tolerance must be >= 0 (got {tolerance})")
+    require(max_rounds is None or max_rounds >= rounds, f"max rounds must be >= rounds ({rounds}); got {max_rounds}")
+    require(0 < max_spread < 10, f"max spread must be a share of the speedup in (0, 10) (got {max_spread})")
 
 
 def profile_models(models: list[str | Path], backends: list[str] = ("eager",), batch: int = 1, threads: int = 1,
                    side: int | None = None, device: str | torch.device = "cpu", baseline: str | Path | None = None,
                    recursive: str | Path | None = None, rounds: int = 15, min_run_time: float = 1.0,
-                   allocator: str = "pinned", tolerance: float = TOLERANCE,
+                   allocator: str = "pinned", tolerance: float = TOLERANCE, max_rounds: int | None = None,
+                   max_spread: float = MAX_SPREAD,
                    log: Callable[[str], None] = lambda msg: None) -> dict:
     """Profile model files (see module docstring). ``baseline`` and ``recursive`` are
     added to ``models`` when not among them; the baseline defaults to the first model."""
-    _check_settings(threads, batch, side, rounds, min_run_time, tolerance)
+    _check_settings(threads, batch, side, rounds, min_run_time, tolerance, max_rounds, max_spread)
     backends = check_backends(list(backends))
     device = torch.device(device)
     paths = [str(p) for p in models]
@@ -166,25 +176,36 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
         entries, runners = [], {}
         for c in cands:
             entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
-        log(f"timing {len(runners)} candidate(s): {rounds} interleaved rounds, >= {min_run_time:g} s per block")
-        timings = measure_interleaved({f"{p}|{b}": r.timed for (p, b), r in runners.items()}, threads,
-                                      rounds=rounds, min_run_time=min_run_time)
-        faults = {key: _faults_per_call(r.timed) for key, r in runners.items()}
+        fns = {key: r.timed for key, r in runners.items()}
+        pairs = _pairs(cands, backends, refs, fns)
+        log(f"timing {len(fns)} candidate(s): {rounds} paired rounds (up to {max_rounds or 3 * rounds}), "
+            f">= {min_run_time:g} s per block")
+        macs = {f"{e['name']}|{e['backend']}": e["macs"] for e in entries}
+        against_base = [(k, ref) for k, ref in pairs if ref.rpartition("|")[0] == cands[0].name]
+        timings, verdict = measure_trusted(fns, pairs, macs, _twins(entries, fns), macs_pairs=against_base,
+                                           rounds=rounds, max_rounds=max_rounds,
+                                           max_spread=max_spread, min_run_time=min_run_time, load=load_average,
+                                           cpus=os.cpu_count(), threads=threads, log=log)
+        faults = {key: _faults_per_call(fn) for key, fn in fns.items()}
+    base_name = cands[0].name
     for e in entries:
-        _add_timing(e, timings, faults, baseline, refs.get(e["family"]))
+        _add_timing(e, timings, faults, verdict, base_name, refs.get(e["family"]))
     dev_versions = versions()
     return {"models": entries, "baseline": cands[0].name, "threads": threads, "batch": batch, "side": side,
             "device": str(device), "hardware": hardware(device), "torch": dev_versions["torch"],
             "versions": dev_versions, "allocator": allocator_state.to_json(),
-            "timer": {"method": METHOD, "rounds": rounds, "min_run_time_s": min_run_time},
+            "timer": {"method": METHOD, "rounds": rounds, "max_rounds": max_rounds or 3 * rounds,
+                      "max_spread": max_spread, "min_run_time_s": min_run_time, "confidence": CONFIDENCE},
+            "timing": verdict.to_json(),
             "load_average": {"before": load_before, "after": load_average(), "cpus": os.cpu_count()},
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "tolerance": tolerance, "macs_counter": MACS_COUNTER, "peak_memory": PEAK_MEMORY}
 
 
 def _prepare_backends(c: Candidate, backends: list[str], threads: int, device: torch.device, tolerance: float,
                       runners: dict, log: Callable[[str], None]) -> list[dict]:
     """The entries of one model (cost, then each backend built and verified); verified
-    backends are added to ``runners`` under ``(path, backend)``."""
+    backends are added to ``runners`` under ``"NAME|BACKEND"``."""
     cost = forward_cost(lambda: c.bound(c.y))
     common = {"model": c.path, "name": c.name, "family": c.family, "sharing": c.spec.get("config", {}).get("sharing"),
               "role": c.role, "input_shape": list(c.y.shape), "params": count_parameters(c.bound.model), **cost}
@@ -198,7 +219,7 @@ def _prepare_backends(c: Candidate, backends: list[str], threads: int, device: t
             entry["max_abs_error"] = verify(runner.run, c.bound, [c.y, c.y_check])
             if not entry["max_abs_error"] <= tolerance:
                 raise SpadeError(f"output differs from eager by {entry['max_abs_error']:.3g} (tolerance {tolerance:g})")
-            runners[(c.path, b)] = runner
+            runners[f"{c.name}|{b}"] = runner
         except Exception as exc:  # a backend that fails is reported, never hidden
             entry.update(status="failed", error=failure_reason(exc))
             log(f"  {b} failed for {c.name}: {entry['error']}")
@@ -214,22 +235,54 @@ def _faults_per_call(timed: Callable, calls: int = 2) -> float | None:
     return None if before is None else (after - before) / calls
 
 
-def _add_timing(e: dict, timings: dict[str, Timing], faults: dict, baseline: str, ref) -> None:
-    fields = ("median_ms", "iqr_ms", "min_ms", "runs", "calls", "round_medians_ms", "page_faults_per_call",
-              "speedup", "speedup_range", "speedup_min", "recursive", "speedup_vs_recursive",
-              "speedup_vs_recursive_range", "speedup_vs_recursive_min", "speedup_vs_baseline_eager")
+def _pairs(cands: list[Candidate], backends: list[str], refs: dict, fns: dict) -> list[tuple[str, str]]:
+    """Every timed ``(candidate, reference)`` pair: against the baseline (same backend and
+    eager) and against the family's recursive model."""
+    out = []
+    for c in cands:
+        for b in backends:
+            key = f"{c.name}|{b}"
+            if key not in fns:
+                continue
+            ref = refs.get(c.family)
+            for other in (f"{cands[0].name}|{b}", f"{cands[0].name}|eager", None if ref is None else f"{ref.name}|{b}"):
+                if other in fns and other != key and (key, other) not in out:
+                    out.append((key, other))
+    return out
+
+
+def _twins(entries: list[dict], fns: dict) -> list[list[str]]:
+    """Groups of timed candidates with one architecture (same family, sharing, cost, input, backend)."""
+    groups: dict[tuple, list[str]] = {}
+    for e in entries:
+        key = f"{e['name']}|{e['backend']}"
+        if key in fns:
+            sig = (e["backend"], e["family"], e["sharing"], e["macs"], e["params"], tuple(e["input_shape"]))
+            groups.setdefault(sig, []).append(key)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _add_timing(e: dict, timings: dict[str, Timing], faults: dict, verdict: Verdict, baseline: str, ref) -> None:
+    fields = ("median_ms", "iqr_ms", "min_ms", "cpu_median_ms", "runs", "calls", "round_ms", "round_cpu_ms",
+              "page_faults_per_call", "speedup", "speedup_ci", "recursive", "speedup_vs_recursive",
+              "speedup_vs_recursive_ci", "speedup_vs_baseline_eager", "flags")
     e.update(dict.fromkeys(fields))
     e["recursive"] = None if ref is None else ref.name
-    own = timings.get(f"{e['model']}|{e['backend']}")
-    if own is None:
+    key = f"{e['name']}|{e['backend']}"
+    if key not in timings:
         return
-    e.update(own.to_json())
-    e["page_faults_per_call"] = faults[(e["model"], e["backend"])]
-    for prefix, other in (("speedup", baseline), ("speedup_vs_recursive", None if ref is None else ref.path)):
-        t = timings.get(f"{other}|{e['backend']}")
-        if t is not None:
-            r = ratio(t, own)
-            e[prefix], e[f"{prefix}_range"], e[f"{prefix}_min"] = r["speedup"], [r["low"], r["high"]], r["min"]
-    eager = timings.get(f"{baseline}|eager")
-    if eager is not None:
-        e["speedup_vs_baseline_eager"] = eager.median / own.median
+    e.update(timings[key].to_json())
+    e["page_faults_per_call"] = faults[key]
+    e["flags"] = verdict.flags.get(key, [])
+    for prefix, other in (("speedup", f"{baseline}|{e['backend']}"),
+                          ("speedup_vs_recursive", None if ref is None else f"{ref.name}|{e['backend']}"),
+                          ("speedup_vs_baseline_eager", f"{baseline}|eager")):
+        if other == key:
+            e[prefix] = 1.0
+            if prefix != "speedup_vs_baseline_eager":
+                e[f"{prefix}_ci"] = [1.0, 1.0]
+        elif other in timings:
+            s = speedups(timings, [(key, other)], verdict.clock)[(key, other)]
+            e[prefix] = s.median
+            if prefix != "speedup_vs_baseline_eager":
+                e[f"{prefix}_ci"] = [s.low, s.high]

@@ -19,21 +19,10 @@ from ..data import channel_mode, load_images
 from ..errors import require
 from ..evaluation import PROTOCOLS, evaluate
 from ..fileio import atomic_path
-from ..models import get_family, load_model
+from ..models import count_parameters, get_family, load_model
 from ..physics.mri import magnitude
 from ..profile import profile_models, role_of
-from . import results
-
-
-def finetune_data(spec: dict) -> str:
-    """``none``, ``train:<source>`` or ``test`` (test-time adaptation) from a model spec;
-    files written before the field existed are read from how their run used its data."""
-    ft = spec.get("finetuning")
-    if not ft:
-        return "none"
-    if ft.get("finetune_data"):
-        return ft["finetune_data"]
-    return "test" if ft.get("data_used") == "test measurements themselves" else f"train:{ft.get('data')}"
+from . import results, runfolder
 
 
 def _entry(model: str | Path | dict) -> dict:
@@ -85,7 +74,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         e.setdefault("ratio", (spec.get("pruning") or {}).get("ratio"))
         e.setdefault("importance", (spec.get("pruning") or {}).get("importance"))
         e.setdefault("strategy", (spec.get("finetuning") or {}).get("strategy"))
-        e.setdefault("finetune_data", finetune_data(spec))
+        e.setdefault("finetune_data", results.finetune_data(spec))
         e["family"] = spec["family"]
     families = list(dict.fromkeys(e["family"] for e in entries))
     profiles, unpruned = {}, {}
@@ -123,13 +112,30 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
     latency = results.latency_from_profile(profile, e["path"])
     if base is None:  # the family has no unpruned model: the profile's baseline is not one
         for lat in latency:
-            lat["speedup_vs_unpruned"] = lat["speedup_vs_unpruned_range"] = None
+            lat["speedup_vs_unpruned"] = lat["speedup_vs_unpruned_ci"] = None
     entry = next(p for p in profile["models"] if p["model"] == e["path"])
     record = {"name": e["name"], "family": e["family"], "sharing": lm.model.config.get("sharing"),
               "role": e["role"], "params": entry["params"], "macs": entry["macs"],
               "conditions": results.conditions_from_profile(profile, entry),
               "parent": e.get("parent") or (base["name"] if e["role"] == "pruned" and base else None),
               "ratio": e["ratio"], "importance": e["importance"], "strategy": e["strategy"],
-              "finetune_data": e["finetune_data"], "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
+              "finetune_data": e["finetune_data"],
+              "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
               "peak_mem_mb": entry["peak_mem_mb"], "sample": sample, "model_file": e["path"]}
     return results.append_record(run_dir, record)
+
+
+def record_evaluation(run_dir: str | Path, model_file: str | Path, loaded, ev, data: str | None) -> dict:
+    """Add ``spade.evaluation.evaluate(..., keep=1)``'s result for a loaded model file to a
+    run folder (:func:`spade.report.runfolder.add_evaluation`); the kept arrays become the
+    record's sample and leave ``ev``."""
+    first = ev.per_image[0]
+    sample = None
+    if "arrays" in first:
+        rec, gt, start = sample_arrays(ev.protocol, first.pop("arrays"))
+        sample = {"reconstruction": rec, "ground_truth": gt, "start": start, "image": first["image"],
+                  "psnr": first.get("psnr", float("nan"))}
+    summary = {"dataset": data or first["image"], "protocol": ev.protocol, "convention": PROTOCOLS[ev.protocol],
+               "n_images": len(ev.per_image), **ev.summary()}
+    return runfolder.add_evaluation(run_dir, model_file, loaded.spec, count_parameters(loaded.model),
+                                    role_of(loaded.spec), summary, sample)

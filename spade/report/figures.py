@@ -70,7 +70,13 @@ def pareto(df: pd.DataFrame) -> Figure:
                 strategy = r["strategy"] if isinstance(r["strategy"], str) else None
                 style = {"marker": "o", "s": 60, "color": colors.get(strategy, "tab:gray")}
                 label = f"pruned, {strategy or 'not fine-tuned'}"
+            half = (r["iqr_ms"] or 0) / 2 if r["iqr_ms"] == r["iqr_ms"] else 0
+            ax.errorbar(r["median_ms"], r["psnr"], xerr=half, fmt="none", ecolor="0.45", elinewidth=1, capsize=3,
+                        zorder=2)
             ax.scatter(r["median_ms"], r["psnr"], label=label, zorder=3, **style)
+            if isinstance(r["flags"], str):
+                ax.scatter(r["median_ms"], r["psnr"], marker="x", s=140, color="red", zorder=4,
+                           label="implausible timing (flagged)")
             if r["role"] == "pruned" and r["ratio"] == r["ratio"] and r["ratio"] is not None:
                 ax.annotate(f"{r['ratio']:.2f}", (r["median_ms"], r["psnr"]), textcoords="offset points",
                             xytext=(5, 4), fontsize=8)
@@ -80,7 +86,7 @@ def pareto(df: pd.DataFrame) -> Figure:
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best", framealpha=0.6)
-        ax.set_xlabel(f"median latency (ms, {backend})")
+        ax.set_xlabel(f"median latency, ms ({backend}; bars: interquartile range)")
         ax.set_ylabel(f"PSNR (dB, {protocol})")
         ax.set_title(f"{dataset}: PSNR vs latency, {backend}")
         ax.grid(alpha=0.3)
@@ -126,64 +132,94 @@ def widths(records: list[dict]) -> Figure:
 
 
 def speedup_vs_macs(df: pd.DataFrame) -> Figure:
-    """Measured speedup against the unpruned model vs the MACs reduction, per backend."""
+    """Measured speedup against the unpruned model (with its interval) vs the MACs cut,
+    per backend, under the physical limit speedup = MACs cut."""
     data = df[(df["status"] == "ok") & (df["role"] != "unpruned") & df["speedup_vs_unpruned"].notna()
               & df["macs_reduction"].notna()]
     if data.empty:
-        return _message("Measured speedup vs MACs reduction", "no timed model with an unpruned reference")
-    fig = Figure(figsize=(7, 5.6))
+        return _message("Measured speedup vs MACs cut", "no timed model with an unpruned reference")
+    fig = Figure(figsize=(7.5, 5.8))
     ax = fig.add_subplot()
     for backend, g in data.groupby("backend", sort=False):
+        color = BACKEND_COLORS.get(backend, "tab:gray")
+        low = (g["speedup_vs_unpruned"] - g["speedup_vs_unpruned_low"]).fillna(0).clip(lower=0)
+        high = (g["speedup_vs_unpruned_high"] - g["speedup_vs_unpruned"]).fillna(0).clip(lower=0)
+        ax.errorbar(g["macs_reduction"], g["speedup_vs_unpruned"], yerr=[low, high], fmt="none", ecolor=color,
+                    alpha=0.6, capsize=3, zorder=2)
         for role, rg in g.groupby("role", sort=False):
-            ax.scatter(rg["macs_reduction"], rg["speedup_vs_unpruned"], color=BACKEND_COLORS.get(backend, "tab:gray"),
+            ax.scatter(rg["macs_reduction"], rg["speedup_vs_unpruned"], color=color,
                        marker="s" if role == "recursive" else "o", s=50, label=f"{backend}, {role}", zorder=3)
+        flagged = g[g["flags"].map(lambda f: isinstance(f, str))]
+        if len(flagged):
+            ax.scatter(flagged["macs_reduction"], flagged["speedup_vs_unpruned"], marker="x", s=140, color="red",
+                       zorder=4, label="implausible timing (flagged)")
+        placed: list[tuple[float, float]] = []
         for _, r in g.iterrows():
             tag = f"{r['ratio']:.2f}" if r["ratio"] == r["ratio"] and r["ratio"] is not None else r["model"]
-            ax.annotate(tag, (r["macs_reduction"], r["speedup_vs_unpruned"]), textcoords="offset points",
-                        xytext=(4, 3), fontsize=7)
-    top = max(1.5, float(data["macs_reduction"].max()), float(data["speedup_vs_unpruned"].max())) * 1.1
+            xy = (r["macs_reduction"], r["speedup_vs_unpruned"])
+            dy = 4 + 9 * sum(1 for p in placed if abs(p[0] - xy[0]) < 0.05 * xy[0] and abs(p[1] - xy[1]) < 0.08 * xy[1])
+            placed.append(xy)
+            ax.annotate(tag, xy, textcoords="offset points", xytext=(5, dy), fontsize=8)
+    top = max(1.5, float(data["macs_reduction"].max()),
+              float(data[["speedup_vs_unpruned", "speedup_vs_unpruned_high"]].max().max())) * 1.1
     line = np.linspace(0, top, 50)
-    ax.plot(line, line, color="0.4", lw=1, label="speedup = MACs reduction")
-    ax.plot(line, 0.8 * line, color="0.4", lw=1, ls="--", label="0.8 x MACs reduction")
+    ax.plot(line, line, color="0.2", lw=1.2, label="physical limit: speedup = MACs cut")
+    ax.fill_between(line, line, top, color="0.9", zorder=0, label="not reachable by cutting MACs")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    ax.set_xlabel("MACs reduction (unpruned MACs / model MACs)")
-    ax.set_ylabel("measured speedup vs unpruned (same backend)")
-    ax.set_title("Measured speedup vs MACs reduction")
+    ax.set_xlabel("MACs cut (unpruned MACs / model MACs)")
+    ax.set_ylabel("measured speedup vs unpruned (same backend; bars: interval)")
+    ax.set_title("Measured speedup vs MACs cut")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     _footer(fig, data)
     return fig
 
 
-def samples(records: list[dict], run_dir: str | Path) -> Figure:
-    """Ground truth, reconstruction and absolute error of each model's sample image."""
+def samples(records: list[dict], run_dir: str | Path) -> list[tuple[str, Figure]]:
+    """One figure per task (dataset x protocol): ground truth, the physics' starting point
+    (the network's input: zero-filled / bicubic / Qinit), then every model's reconstruction
+    with its error map, all on one error scale per task."""
     order = {"unpruned": 0, "recursive": 1, "pruned": 2}
-    chosen = sorted((r for r in records if r.get("sample")),
-                    key=lambda r: (order[r["role"]], r.get("ratio") or 0, str(r.get("strategy"))))[:MAX_SAMPLES]
-    if not chosen:
-        return _message("Sample reconstructions", "no sample image in this run")
-    loaded = [(r, load_sample(run_dir, r["sample"])) for r in chosen]
-    # one error scale for all rows: the median of the rows' 99th percentiles (a bad model saturates, the
-    # others stay readable)
-    vmax = float(np.median([np.percentile(np.abs(s["reconstruction"] - s["ground_truth"]), 99) for _, s in loaded]))
-    vmax = vmax or 1e-3
-    fig = Figure(figsize=(10, 3.3 * len(loaded) + 0.5), layout="constrained")
-    for i, (r, s) in enumerate(loaded):
-        err = np.abs(s["reconstruction"] - s["ground_truth"])
-        err = err.mean(-1) if err.ndim == 3 else err
-        protocol = (r.get("evaluation") or {}).get("protocol", "")
-        panels = [(s["ground_truth"], f"ground truth ({s['image']})"),
-                  (s["reconstruction"], f"{r['name']}: {s['psnr']:.2f} dB ({protocol})"),
-                  (err, "|error|")]
-        for j, (img, title) in enumerate(panels):
-            ax = fig.add_subplot(len(loaded), 3, 3 * i + j + 1)
-            if j == 2:
+    tasks: dict[str, list[dict]] = {}
+    for r in records:
+        if r.get("sample"):
+            ev = r.get("evaluation") or {}
+            tasks.setdefault(f"{ev.get('dataset', '?')}, {ev.get('protocol', '?')}", []).append(r)
+    if not tasks:
+        return [("samples", _message("Sample reconstructions", "no sample image in this run"))]
+    out = []
+    for task, rs in tasks.items():
+        chosen = sorted(rs, key=lambda r: (order[r["role"]], r.get("ratio") or 0, str(r.get("strategy"))))
+        chosen = chosen[:MAX_SAMPLES]
+        loaded = [(r, load_sample(run_dir, r["sample"])) for r in chosen]
+        # one error scale per task: the median of the models' 99th percentiles (a bad model saturates,
+        # the others stay readable)
+        vmax = float(np.median([np.percentile(np.abs(s["reconstruction"] - s["ground_truth"]), 99)
+                                for _, s in loaded])) or 1e-3
+        first = loaded[0][1]
+        rows = 1 + len(loaded)
+        fig = Figure(figsize=(7, 3.2 * rows + 0.6), layout="constrained")
+
+        def show(i, j, img, title, error=False):
+            ax = fig.add_subplot(rows, 2, 2 * i + j + 1)
+            if error:
+                img = img.mean(-1) if img.ndim == 3 else img
                 im = ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
             else:
                 ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-    fig.suptitle(f"Sample reconstructions and error maps (one error scale, saturating at {vmax:.3f})")
-    return fig
+
+        show(0, 0, first["ground_truth"], f"ground truth ({first['image']})")
+        if "start" in first:
+            start_err = np.abs(first["start"] - first["ground_truth"])
+            show(0, 1, first["start"], f"input: physics' starting point (|error| 99th pct {np.percentile(start_err, 99):.3f})")
+        for i, (r, smp) in enumerate(loaded, 1):
+            label = r["name"] + (f", {r['strategy']}" if r.get("strategy") else "")
+            show(i, 0, smp["reconstruction"], f"{label}: {smp['psnr']:.2f} dB")
+            show(i, 1, np.abs(smp["reconstruction"] - smp["ground_truth"]), "|error|", error=True)
+        fig.suptitle(f"{task}: samples and error maps (one error scale, saturating at {vmax:.3f})")
+        out.append((task, fig))
+    return out

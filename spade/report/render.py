@@ -4,35 +4,50 @@
 writes, atomically::
 
     OUT/results.csv      one row per model (x ratio x strategy) and backend
-    OUT/summary.md       tables per dataset/protocol + the figures
-    OUT/report.html      one self-contained page (figures embedded as base64 PNG)
-    OUT/figures/*.png    pareto, widths, speedup_vs_macs, samples
+    OUT/summary.md       what this means, conditions, tables per task, the figures
+    OUT/report.html      the same page, self-contained (figures embedded as base64 PNG)
+    OUT/figures/*.png    pareto, widths, speedup_vs_macs, samples-N (one per task)
+
+Both pages come from one jinja2 template each (``templates/``): HTML autoescaped, the
+Markdown through the :func:`md` filter on every value, so names and titles from a
+results folder can never inject markup.
 """
 from __future__ import annotations
 
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
+import jinja2
 from matplotlib.figure import Figure
 
 from ..errors import require
 from ..fileio import atomic_path
-from . import figures
-from .results import read_records, read_run_info
-from .tables import conditions_lines, frame, groups, markdown
+from . import figures, readout
+from .results import RESULTS, read_records, read_run_info
+from .tables import frame
 
-#: (file stem, caption) of every figure, in report order
-FIGURES = (("pareto", "PSNR vs latency: unpruned, pruned x strategy and recursive models, with the Pareto front"),
+#: (file stem, caption) of the figures every report has, in report order; samples follow, one per task
+FIGURES = (("pareto", "PSNR vs latency: unpruned, pruned × strategy and recursive models, with the Pareto front"),
            ("widths", "Per-layer widths before and after pruning"),
-           ("speedup_vs_macs", "Measured speedup vs MACs reduction"),
-           ("samples", "Sample reconstructions with error maps"))
-HTML_COLUMNS = ["model", "role", "ratio", "importance", "strategy", "finetune_data", "psnr", "ssim", "params", "macs", "macs_reduction",
-                "peak_mem_mb", "backend", "median_ms", "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_recursive"]
-CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-       "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-       "th{background:#f3f3f3}img{max-width:100%}.cond{color:#555;font-size:13px}figcaption{font-style:italic}")
+           ("speedup_vs_macs", "Measured speedup vs MACs cut, under the physical limit"))
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!{}])")
+
+
+def md(value) -> str:
+    """``value`` as literal Markdown text: HTML escaped, Markdown punctuation backslashed,
+    on one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+_ENV = {"html": jinja2.Environment(loader=jinja2.PackageLoader("spade.report", "templates"), autoescape=True,
+                                   undefined=jinja2.StrictUndefined),
+        "md": jinja2.Environment(loader=jinja2.PackageLoader("spade.report", "templates"), autoescape=False,
+                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True)}
+_ENV["md"].filters["md"] = md
 
 
 def _png(fig: Figure, dpi: int = 110) -> bytes:
@@ -41,10 +56,13 @@ def _png(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def _display(g):
-    """The table's columns for reading: MACs in G, missing values as '-'."""
-    d = g[HTML_COLUMNS].assign(macs=g["macs"] / 1e9).rename(columns={"macs": "GMACs"}).astype(object)
-    return d.where(d.notna(), "-")
+def resolve_run(path: str | Path) -> Path:
+    """The folder holding ``results.jsonl``: ``path`` itself, or the ``results/`` of a
+    ``spade run`` output folder."""
+    path = Path(path)
+    if not (path / RESULTS).is_file() and (path / "results" / RESULTS).is_file():
+        return path / "results"
+    return path
 
 
 def _check_out(out: Path, run_dir: Path) -> None:
@@ -56,49 +74,52 @@ def _check_out(out: Path, run_dir: Path) -> None:
                 f"{out} exists and is not a SPADE report: choose a new or empty folder for --out")
 
 
-def _html(df, title: str, notes: str, conventions: dict, pngs: dict[str, bytes]) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    if notes:
-        parts.append(f"<p>{html.escape(notes)}</p>")
-    parts.append("<p class='cond'>Latency measured on:<br>" + "<br>".join(html.escape(c) for c in conditions_lines(df))
-                 + "<br>Speedups are ratios of medians of models timed interleaved in one run, on the same backend."
-                 + "</p>")
-    for (dataset, protocol), g in groups(df):
-        conv = conventions.get(protocol, "")
-        parts.append(f"<h2>{html.escape(str(dataset))} — protocol {html.escape(str(protocol))}</h2>"
-                     f"<p class='cond'>{html.escape(conv)}</p>")
-        parts.append(_display(g).to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-        for _, r in g[g["status"] == "failed"].iterrows():
-            parts.append(f"<p>{html.escape(str(r['model']))} on {html.escape(str(r['backend']))} failed: "
-                         f"{html.escape(str(r['error']))}</p>")
-    for key, caption in FIGURES:
-        data = base64.b64encode(pngs[key]).decode()
-        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def context(records: list[dict], df, info: dict, figs: list[dict]) -> dict:
+    """Everything both templates show."""
+    conventions = {r["evaluation"]["protocol"]: r["evaluation"].get("convention", "")
+                   for r in records if r.get("evaluation")}
+    tasks = []
+    for (dataset, protocol), g in readout.groups(df):
+        n = g["n_images"].dropna()
+        tasks.append({"dataset": dataset, "protocol": protocol, "convention": conventions.get(protocol, ""),
+                      "n_images": int(n.max()) if len(n) else None,
+                      "rows": [readout.row(r) for _, r in g.iterrows()],
+                      "test_time": readout.TEST_TIME_NOTE if (g["finetune_data"] == "test").any() else None,
+                      "failed": [(r["model"], r["backend"], r["error"]) for _, r in g[g["status"] == "failed"].iterrows()]})
+    method = ("Speedups: each round times every model back to back (order rotated), the speedup is the median of the "
+              "per-round ratios, shown with its 95% order-statistics interval; every model gets the same rounds; "
+              "latency is the median wall time per call ± half its interquartile range.")
+    return {"title": info["title"], "notes": info["notes"], "trust": readout.trust(records),
+            "findings": readout.findings(df), "conditions": readout.conditions(records), "method": method,
+            "start_note": readout.START_NOTE, "tasks": tasks, "headers": readout.HEADERS, "figures": figs}
 
 
-def write_report(run_dir: str | Path, out: str | Path) -> dict:
-    """Render the report of ``run_dir`` into ``out`` (see module docstring); returns what it wrote."""
-    run_dir, out = Path(run_dir), Path(out)
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict:
+    """Render the report of ``run_dir`` (or of the ``spade run`` folder holding it) into
+    ``out`` (default: ``report/`` beside the results); returns what it wrote."""
+    run_dir = resolve_run(run_dir)
     records = read_records(run_dir)
+    out = Path(out) if out is not None else run_dir.parent / "report" if run_dir.name == "results" \
+        else run_dir / "report"
     _check_out(out, run_dir)
     info = read_run_info(run_dir)
     df = frame(records)
-    conventions = {r["evaluation"]["protocol"]: r["evaluation"].get("convention", "")
-                   for r in records if r.get("evaluation")}
-    drawn = {"pareto": figures.pareto(df), "widths": figures.widths(records),
-             "speedup_vs_macs": figures.speedup_vs_macs(df), "samples": figures.samples(records, run_dir)}
-    pngs = {key: _png(drawn[key], dpi=72 if key == "samples" else 110) for key, _ in FIGURES}  # photos: smaller
+    drawn = [(key, caption, fig) for key, caption, fig in (
+        ("pareto", FIGURES[0][1], figures.pareto(df)), ("widths", FIGURES[1][1], figures.widths(records)),
+        ("speedup_vs_macs", FIGURES[2][1], figures.speedup_vs_macs(df)))]
+    for i, (task, fig) in enumerate(figures.samples(records, run_dir), 1):
+        drawn.append((f"samples-{i}", f"Samples of {task}: the input, every model's reconstruction and its error",
+                      fig))
+    pngs = {key: _png(fig, dpi=72 if key.startswith("samples") else 110) for key, _, fig in drawn}  # photos: smaller
+    figs = [{"key": key, "caption": caption, "path": f"figures/{key}.png",
+             "data": base64.b64encode(pngs[key]).decode()} for key, caption, _ in drawn]
+    ctx = context(records, df, info, figs)
     with atomic_path(out, replace_dir=True) as tmp:  # _check_out: a SPADE report folder or new
         (tmp / "figures").mkdir(parents=True)
         for key, data in pngs.items():
             (tmp / "figures" / f"{key}.png").write_bytes(data)
         df.to_csv(tmp / "results.csv", index=False)
-        (tmp / "summary.md").write_text(markdown(df, info["title"], info["notes"], conventions,
-                                                 [(caption, f"figures/{key}.png") for key, caption in FIGURES]))
-        (tmp / "report.html").write_text(_html(df, info["title"], info["notes"], conventions, pngs))
+        (tmp / "summary.md").write_text(_ENV["md"].get_template("summary.md.j2").render(ctx))
+        (tmp / "report.html").write_text(_ENV["html"].get_template("report.html.j2").render(ctx))
     return {"out": str(out), "rows": len(df), "records": len(records),
-            "files": ["results.csv", "summary.md", "report.html"] + [f"figures/{k}.png" for k, _ in FIGURES]}
+            "files": ["results.csv", "summary.md", "report.html"] + [f["path"] for f in figs]}

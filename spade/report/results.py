@@ -16,10 +16,12 @@ key                       value
 ``name``                  unique in the run (str)
 ``family``, ``sharing``   model family and sharing mode (untied / tied / recursive)
 ``role``                  ``unpruned``, ``pruned`` or ``recursive``
-``params``, ``macs``      parameter count, multiply-accumulates per forward (int)
+``params``, ``macs``      parameter count, multiply-accumulates per forward (int; macs null
+                          when the model was evaluated only)
 ``conditions``            how latency and MACs were taken: ``{"threads", "batch", "input_shape",
                           "device", "hardware", "torch", "allocator"}`` required, ``"timer"``,
-                          ``"macs_counter"``, ``"load_average"`` optional
+                          ``"timing"`` (the clock used and why), ``"macs_counter"``,
+                          ``"load_average"`` optional; null when not profiled
 ``parent``                name of the unpruned record a pruned model comes from, or null
 ``ratio``, ``importance``  pruning ratio and criterion, or null
 ``strategy``              fine-tuning strategy (``supervised``, ``school``, ...), or null
@@ -28,13 +30,15 @@ key                       value
 ``evaluation``            ``{"dataset", "protocol", "convention", "n_images", "psnr", "ssim",
                           "init_psnr", "init_ssim", ...}`` (means), or null
 ``latency``               list, one per backend: ``{"backend", "status", "error", "median_ms",
-                          "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_unpruned_range",
-                          "speedup_vs_recursive", "speedup_vs_recursive_range", "recursive",
-                          "page_faults_per_call", "max_abs_error"}``; speedups are ratios of
-                          medians measured interleaved in one profile run
+                          "iqr_ms", "cpu_median_ms", "runs", "speedup_vs_unpruned", "speedup_vs_unpruned_ci",
+                          "speedup_vs_recursive", "speedup_vs_recursive_ci", "recursive", "clock",
+                          "flags", "page_faults_per_call", "max_abs_error"}``; speedups are
+                          medians of per-round ratios of one paired profile run, with their
+                          confidence interval (``_ci``), on ``clock`` time; ``flags``: why
+                          the row is implausible
 ``widths``                ``{layer: [in, out]}`` of every conv/linear layer
 ``peak_mem_mb``           peak activation memory of one forward (see spade.profile.cost)
-``sample``                path of the sample file relative to RUN_DIR, or null
+``sample``                ``samples/NAME.npz``, relative to RUN_DIR (never outside it), or null
 ``model_file``            where the model came from (information only), or null
 ========================  ==================================================================
 
@@ -53,8 +57,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any, Literal, Optional
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import SpadeError, require
 from ..fileio import atomic_path, write_text
@@ -63,10 +69,94 @@ RESULTS = "results.jsonl"
 RUN_INFO = "run.json"
 SAMPLES = "samples"
 ROLES = ("unpruned", "pruned", "recursive")
-REQUIRED = ("name", "family", "sharing", "role", "params", "macs", "conditions")
-OPTIONAL = ("parent", "ratio", "importance", "strategy", "finetune_data", "evaluation", "latency", "widths",
-            "peak_mem_mb", "sample", "model_file")
-CONDITIONS = ("threads", "batch", "input_shape", "device", "hardware", "torch", "allocator")
+#: limits of what a report reads: a results file, and the nesting of one record
+MAX_RESULTS_BYTES = 64 * 2 ** 20
+MAX_DEPTH = 12
+
+Count = Field(ge=0, strict=True)
+Number = Optional[float]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Conditions(_Open):
+    threads: int
+    batch: int
+    input_shape: list[int]
+    device: str
+    hardware: str
+    torch: str
+    allocator: str
+    timer: Optional[dict] = None
+    timing: Optional[dict] = None
+    load_average: Optional[dict] = None
+    macs_counter: Optional[str] = None
+
+
+class Latency(_Open):
+    backend: Optional[str]
+    status: str
+    error: Optional[str] = None
+    median_ms: Number = None
+    iqr_ms: Number = None
+    cpu_median_ms: Number = None
+    runs: Optional[int] = None
+    speedup_vs_unpruned: Number = None
+    speedup_vs_unpruned_ci: Optional[list[float]] = Field(None, min_length=2, max_length=2)
+    speedup_vs_recursive: Number = None
+    speedup_vs_recursive_ci: Optional[list[float]] = Field(None, min_length=2, max_length=2)
+    recursive: Optional[str] = None
+    clock: Optional[Literal["wall", "cpu"]] = None
+    flags: list[str] = []
+
+
+class Evaluation(_Open):
+    dataset: str
+    protocol: str
+    convention: str = ""
+    n_images: Optional[int] = None
+    psnr: Number = None
+    ssim: Number = None
+    init_psnr: Number = None
+
+
+class Record(BaseModel):
+    """One results record (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=200)
+    family: str
+    sharing: Optional[str]
+    role: Literal["unpruned", "pruned", "recursive"]
+    params: int = Count
+    macs: Optional[int] = Field(None, ge=0, strict=True)
+    conditions: Optional[Conditions] = None
+    parent: Optional[str] = None
+    ratio: Optional[float] = Field(None, ge=0, lt=1)
+    importance: Optional[str] = None
+    strategy: Optional[str] = None
+    finetune_data: Optional[str] = None
+    evaluation: Optional[Evaluation] = None
+    latency: Optional[list[Latency]] = None
+    widths: Optional[dict[str, list[int]]] = None
+    peak_mem_mb: Number = None
+    sample: Optional[str] = None
+    model_file: Optional[str] = None
+
+    @field_validator("sample")
+    @classmethod
+    def _inside(cls, rel):
+        if rel is not None:
+            parts = Path(rel).parts
+            if Path(rel).is_absolute() or ".." in parts or not parts or parts[0] != SAMPLES:
+                raise ValueError(f"sample path {rel!r} must be relative and inside {SAMPLES}/ of the run folder")
+        return rel
+
+
+REQUIRED = tuple(k for k, f in Record.model_fields.items() if f.is_required())
+OPTIONAL = tuple(k for k in Record.model_fields if k not in REQUIRED)
 
 
 def _json_default(value):
@@ -75,32 +165,67 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of JSON data, stopping past ``limit``."""
+    if limit < 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "record"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key (allowed: {', '.join(Record.model_fields)})"
+    elif err["type"] == "missing":
+        msg = f"missing (a record needs {', '.join(REQUIRED)})"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"'{loc}': {msg}{more}"
+
+
 def check_record(record: dict, where: str = "record") -> dict:
-    """Validate one record (see module docstring); returns it with optional keys filled."""
+    """Validate one record against :class:`Record`; returns it with optional keys filled.
+    Errors are one line naming the key."""
     require(isinstance(record, dict), f"{where} is not a JSON object")
-    missing = [k for k in REQUIRED if k not in record]
-    require(not missing, f"{where} misses {missing}: a record needs {list(REQUIRED)}")
-    unknown = sorted(set(record) - set(REQUIRED) - set(OPTIONAL))
-    require(not unknown, f"{where} has unknown keys {unknown}: allowed are {list(REQUIRED + OPTIONAL)}")
-    require(isinstance(record["name"], str) and record["name"], f"{where}: 'name' must be a non-empty string")
-    require(record["role"] in ROLES, f"{where}: role '{record['role']}' is not one of {list(ROLES)}")
-    for key in ("params", "macs"):
-        require(isinstance(record[key], int) and record[key] >= 0, f"{where}: '{key}' must be a count >= 0")
-    cond = record["conditions"]
-    require(isinstance(cond, dict) and all(k in cond for k in CONDITIONS),
-            f"{where}: 'conditions' must hold {list(CONDITIONS)}")
-    ratio = record.get("ratio")
-    require(ratio is None or (isinstance(ratio, (int, float)) and 0 <= ratio < 1),
-            f"{where}: ratio {ratio} must be in [0, 1) or null")
-    require(isinstance(record.get("latency") or [], list), f"{where}: 'latency' must be a list")
-    for entry in record.get("latency") or []:
-        require(isinstance(entry, dict) and "backend" in entry and "status" in entry,
-                f"{where}: every latency entry needs 'backend' and 'status'")
-    evaluation = record.get("evaluation")
-    require(evaluation is None or (isinstance(evaluation, dict) and "dataset" in evaluation
-                                   and "protocol" in evaluation),
-            f"{where}: 'evaluation' must hold 'dataset' and 'protocol'")
-    return {**{k: None for k in OPTIONAL}, **record}
+    require(_depth(record, MAX_DEPTH) <= MAX_DEPTH, f"{where} is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return Record.model_validate(record).model_dump()
+    except ValidationError as exc:
+        raise SpadeError(f"{where}: {_first_error(exc)}") from None
+
+
+def finetune_data(spec: dict) -> str:
+    """What a model was fine-tuned on: ``none``, ``train:<source>`` or ``test`` (test-time
+    adaptation), from its spec; files written before the field existed are read from how
+    their run used its data."""
+    tuning = spec.get("finetuning") or {}
+    if not tuning:
+        return "none"
+    if tuning.get("finetune_data"):
+        return str(tuning["finetune_data"])
+    return "test" if tuning.get("data_used") == "test measurements themselves" else f"train:{tuning.get('data')}"
+
+
+def _lines(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, JSON object)`` of every non-empty line of a results file."""
+    require(path.stat().st_size <= MAX_RESULTS_BYTES,
+            f"{path} is larger than {MAX_RESULTS_BYTES >> 20} MiB: not a results file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpadeError(f"{path} is not UTF-8 text: not a results file") from None
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((i, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise SpadeError(f"{path} line {i} is not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise SpadeError(f"{path} line {i} is nested too deeply") from None
+    return out
 
 
 def read_records(run_dir: str | Path) -> list[dict]:
@@ -109,13 +234,7 @@ def read_records(run_dir: str | Path) -> list[dict]:
     require(Path(run_dir).is_dir(), f"run directory {run_dir} does not exist")
     require(path.is_file(), f"{run_dir} has no {RESULTS}: not a run directory")
     records, names = [], set()
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SpadeError(f"{path} line {i} is not valid JSON ({exc.msg})") from None
+    for i, raw in _lines(path):
         record = check_record(raw, f"{path} line {i}")
         require(record["name"] not in names, f"{path} line {i}: name '{record['name']}' appears twice")
         names.add(record["name"])
@@ -124,18 +243,40 @@ def read_records(run_dir: str | Path) -> list[dict]:
     return records
 
 
+def _plain(record: dict) -> dict:
+    """``record`` as plain JSON types (numpy scalars become Python numbers)."""
+    try:
+        return json.loads(json.dumps(record, default=_json_default, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise SpadeError(f"record '{record.get('name')}' is not JSON-serialisable: {exc}") from None
+
+
+def _write(run_dir: Path, records: list[dict]) -> None:
+    write_text(run_dir / RESULTS, "".join(json.dumps(r, allow_nan=True) + "\n" for r in records))
+
+
 def append_record(run_dir: str | Path, record: dict) -> dict:
     """Validate ``record`` and add it to ``RUN_DIR/results.jsonl`` (atomically)."""
-    record = check_record(record)
-    path = Path(run_dir) / RESULTS
-    existing = path.read_text() if path.is_file() else ""
-    names = {json.loads(line)["name"] for line in existing.splitlines() if line.strip()}
-    require(record["name"] not in names, f"{path} already has a record named '{record['name']}'")
-    try:
-        line = json.dumps(record, default=_json_default, allow_nan=True)
-    except TypeError as exc:
-        raise SpadeError(f"record '{record['name']}' is not JSON-serialisable: {exc}") from None
-    write_text(path, existing + line + "\n")
+    record = check_record(_plain(record))
+    existing = read_records(run_dir) if (Path(run_dir) / RESULTS).is_file() else []
+    require(record["name"] not in {r["name"] for r in existing},
+            f"{Path(run_dir) / RESULTS} already has a record named '{record['name']}'")
+    _write(Path(run_dir), existing + [record])
+    return record
+
+
+def upsert_record(run_dir: str | Path, name: str, model_file: str, fields: dict) -> dict:
+    """Set ``fields`` on the record ``name`` of ``model_file`` (created when missing; the
+    other keys of an existing record are kept); refuses a record of that name from
+    another model file."""
+    run_dir = Path(run_dir)
+    existing = read_records(run_dir) if (run_dir / RESULTS).is_file() else []
+    old = next((r for r in existing if r["name"] == name), None)
+    require(old is None or old["model_file"] in (None, model_file),
+            f"{run_dir / RESULTS} has a record '{name}' from {old and old['model_file']}, not {model_file}: "
+            "use another run folder, or rename the model file")
+    record = check_record(_plain({**(old or {}), **fields, "name": name, "model_file": model_file}))
+    _write(run_dir, [record if r is old else r for r in existing] + ([] if old else [record]))
     return record
 
 
@@ -151,8 +292,9 @@ def read_run_info(run_dir: str | Path) -> dict:
         info = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise SpadeError(f"{path} is not valid JSON") from None
-    require(isinstance(info, dict), f"{path} must hold a JSON object")
-    return {"title": str(info.get("title", Path(run_dir).name)), "notes": str(info.get("notes", ""))}
+    require(isinstance(info, dict) and all(isinstance(info.get(k, ""), str) for k in ("title", "notes")),
+            f"{path} must hold a JSON object with string 'title' and 'notes'")
+    return {"title": info.get("title") or Path(run_dir).resolve().name, "notes": info.get("notes", "")}
 
 
 def _image(array, what: str) -> np.ndarray:
@@ -180,12 +322,24 @@ def save_sample(run_dir: str | Path, name: str, reconstruction, ground_truth, st
 
 
 def load_sample(run_dir: str | Path, rel: str) -> dict:
-    """The arrays of a sample file (``image`` as str, ``psnr`` as float)."""
-    path = Path(run_dir) / rel
-    require(path.is_file(), f"sample {path} is missing: the run directory is incomplete")
-    with np.load(path, allow_pickle=False) as data:
-        out = {k: data[k] for k in data.files}
-    out["image"], out["psnr"] = str(out.get("image", "")), float(out.get("psnr", math.nan))
+    """The arrays of a sample file (``image`` as str, ``psnr`` as float); the file must lie
+    inside ``RUN_DIR/samples`` (links resolved) and hold 2-D or RGB arrays."""
+    root = (Path(run_dir) / SAMPLES).resolve()
+    path = (Path(run_dir) / rel).resolve()
+    require(root in path.parents, f"sample {rel} lies outside {Path(run_dir) / SAMPLES}: refused")
+    require(path.is_file(), f"sample {Path(run_dir) / rel} is missing: the run directory is incomplete")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files}
+        out["image"], out["psnr"] = str(out.get("image", "")), float(out.get("psnr", math.nan))
+    except (OSError, ValueError, TypeError) as exc:
+        raise SpadeError(f"sample {rel} is not a readable sample file ({exc})") from None
+    for key in ("reconstruction", "ground_truth", "start"):
+        if key in out:
+            out[key] = _image(out[key], key)
+    require("reconstruction" in out and "ground_truth" in out
+            and out["reconstruction"].shape == out["ground_truth"].shape,
+            f"sample {rel} needs a reconstruction and a ground truth of one shape")
     return out
 
 
@@ -193,7 +347,7 @@ def conditions_from_profile(profile: dict, entry: dict) -> dict:
     """The ``conditions`` of a record from a ``profile_models`` result and one of its entries."""
     return {"threads": profile["threads"], "batch": profile["batch"], "input_shape": entry["input_shape"],
             "device": profile["device"], "hardware": profile["hardware"], "torch": profile["torch"],
-            "allocator": profile["allocator"]["description"], "timer": profile["timer"],
+            "allocator": profile["allocator"]["description"], "timer": profile["timer"], "timing": profile["timing"],
             "load_average": profile.get("load_average"), "macs_counter": profile["macs_counter"]}
 
 
@@ -205,10 +359,11 @@ def latency_from_profile(profile: dict, model: str) -> list[dict]:
         if e["model"] != model:
             continue
         out.append({"backend": e["backend"], "status": e["status"], "error": e["error"],
-                    "median_ms": e["median_ms"], "iqr_ms": e["iqr_ms"], "runs": e["runs"],
-                    "speedup_vs_unpruned": e["speedup"], "speedup_vs_unpruned_range": e["speedup_range"],
+                    "median_ms": e["median_ms"], "iqr_ms": e["iqr_ms"], "cpu_median_ms": e["cpu_median_ms"],
+                    "runs": e["runs"], "speedup_vs_unpruned": e["speedup"], "speedup_vs_unpruned_ci": e["speedup_ci"],
                     "speedup_vs_recursive": e["speedup_vs_recursive"],
-                    "speedup_vs_recursive_range": e["speedup_vs_recursive_range"], "recursive": e["recursive"],
+                    "speedup_vs_recursive_ci": e["speedup_vs_recursive_ci"], "recursive": e["recursive"],
+                    "clock": profile["timing"]["clock"], "flags": e["flags"] or [],
                     "page_faults_per_call": e["page_faults_per_call"], "max_abs_error": e["max_abs_error"]})
     require(out, f"the profile has no entry for {model}")
     return out

@@ -12,10 +12,11 @@ import math
 import pandas as pd
 
 COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "finetune_data",
-           "dataset", "protocol",
-           "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction", "peak_mem_mb", "backend", "status",
-           "median_ms", "iqr_ms", "runs", "speedup_vs_unpruned", "speedup_vs_recursive", "recursive", "threads",
-           "batch", "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
+           "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction",
+           "peak_mem_mb", "backend", "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock",
+           "speedup_vs_unpruned", "speedup_vs_unpruned_low", "speedup_vs_unpruned_high", "speedup_vs_recursive",
+           "speedup_vs_recursive_low", "speedup_vs_recursive_high", "recursive", "flags", "threads", "batch",
+           "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
 
 
 def reference_unpruned(record: dict, records: list[dict]) -> dict | None:
@@ -39,24 +40,29 @@ def frame(records: list[dict]) -> pd.DataFrame:
     """The results table (see module docstring)."""
     rows = []
     for r in records:
-        ev, cond = r.get("evaluation") or {}, r["conditions"]
+        ev, cond = r.get("evaluation") or {}, r.get("conditions") or {}
         ref = reference_unpruned(r, records)
         base = {"model": r["name"], "family": r["family"], "sharing": r["sharing"], "role": r["role"],
                 "parent": r.get("parent"), "ratio": r.get("ratio"), "importance": r.get("importance"),
-                "strategy": r.get("strategy"),
-                "finetune_data": r.get("finetune_data") or "none", "dataset": ev.get("dataset"), "protocol": ev.get("protocol"),
-                "psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"),
-                "params": r["params"], "macs": r["macs"],
-                "macs_reduction": ref["macs"] / r["macs"] if ref is not None and r["macs"] else math.nan,
-                "peak_mem_mb": r.get("peak_mem_mb"), "threads": cond["threads"], "batch": cond["batch"],
-                "input_shape": "x".join(str(s) for s in cond["input_shape"]), "device": cond["device"],
-                "hardware": cond["hardware"], "allocator": cond["allocator"], "torch": cond["torch"],
+                "strategy": r.get("strategy"), "finetune_data": r.get("finetune_data") or "none", "dataset": ev.get("dataset"),
+                "protocol": ev.get("protocol"), "n_images": ev.get("n_images"), "psnr": ev.get("psnr"),
+                "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"), "params": r["params"], "macs": r["macs"],
+                "macs_reduction": ref["macs"] / r["macs"] if ref is not None and ref["macs"] and r["macs"] else math.nan,
+                "peak_mem_mb": r.get("peak_mem_mb"), "threads": cond.get("threads"), "batch": cond.get("batch"),
+                "input_shape": "x".join(str(s) for s in cond.get("input_shape") or []) or None,
+                "device": cond.get("device"), "hardware": cond.get("hardware"), "allocator": cond.get("allocator"),
+                "torch": cond.get("torch"),
                 "load_average": _load(cond.get("load_average")), "model_file": r.get("model_file")}
         for lat in r.get("latency") or [{"backend": None, "status": "not profiled"}]:
-            rows.append({**base, "backend": lat["backend"], "status": lat["status"], "error": lat.get("error"),
-                         "median_ms": lat.get("median_ms"), "iqr_ms": lat.get("iqr_ms"), "runs": lat.get("runs"),
-                         "speedup_vs_unpruned": lat.get("speedup_vs_unpruned"),
-                         "speedup_vs_recursive": lat.get("speedup_vs_recursive"), "recursive": lat.get("recursive")})
+            row = {**base, "backend": lat["backend"], "status": lat["status"], "error": lat.get("error"),
+                   "median_ms": lat.get("median_ms"), "iqr_ms": lat.get("iqr_ms"),
+                   "cpu_median_ms": lat.get("cpu_median_ms"), "runs": lat.get("runs"), "clock": lat.get("clock"),
+                   "recursive": lat.get("recursive"), "flags": "; ".join(lat.get("flags") or []) or None}
+            for ref_name in ("unpruned", "recursive"):
+                key = f"speedup_vs_{ref_name}"
+                low, high = lat.get(f"{key}_ci") or (None, None)
+                row.update({key: lat.get(key), f"{key}_low": low, f"{key}_high": high})
+            rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -64,60 +70,8 @@ def conditions_lines(df: pd.DataFrame) -> list[str]:
     """One line per distinct set of timing conditions in the table."""
     keys = ["hardware", "threads", "batch", "device", "allocator", "torch", "load_average"]
     out = []
-    for _, c in df[keys].drop_duplicates().iterrows():
+    for _, c in df.loc[df["hardware"].notna(), keys].drop_duplicates().iterrows():
         load = f"; load average {c['load_average']}" if isinstance(c["load_average"], str) else ""
         out.append(f"{c['hardware']}; device {c['device']}; {c['threads']} threads; batch {c['batch']}; "
                    f"torch {c['torch']}; allocator: {c['allocator']}{load}")
     return out
-
-
-def _fmt(value, spec: str, suffix: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, spec) + suffix
-
-
-def summary_table(group: pd.DataFrame) -> list[str]:
-    """Markdown rows of one (dataset, protocol) group."""
-    head = ("| model | role | ratio | strategy | PSNR dB | SSIM | start dB | params | GMACs | MACs cut | backend "
-            "| median ms | speedup vs unpruned | vs recursive |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for _, r in group.iterrows():
-        median = "failed" if r["status"] == "failed" else _fmt(r["median_ms"], ".1f")
-        strategy = r["strategy"] if isinstance(r["strategy"], str) else ("none" if r["role"] == "pruned" else "-")
-        backend = r["backend"] if isinstance(r["backend"], str) else "-"
-        lines.append(f"| {r['model']} | {r['role']} | {_fmt(r['ratio'], '.2f')} | {strategy} | "
-                     f"{_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.4f')} | {_fmt(r['init_psnr'], '.2f')} | "
-                     f"{r['params']:,} | {r['macs'] / 1e9:.2f} | {_fmt(r['macs_reduction'], '.2f', 'x')} | {backend} | "
-                     f"{median} | {_fmt(r['speedup_vs_unpruned'], '.2f', 'x')} | "
-                     f"{_fmt(r['speedup_vs_recursive'], '.2f', 'x')} |")
-    return lines
-
-
-def groups(df: pd.DataFrame):
-    """``((dataset, protocol), rows)`` for every evaluation setting, unevaluated rows last."""
-    keyed = df.assign(_d=df["dataset"].fillna("(not evaluated)"), _p=df["protocol"].fillna("-"))
-    for (dataset, protocol), g in keyed.groupby(["_d", "_p"], sort=False):
-        yield (dataset, protocol), g.drop(columns=["_d", "_p"])
-
-
-def markdown(df: pd.DataFrame, title: str, notes: str = "", conventions: dict | None = None,
-             figures: list[tuple[str, str]] = ()) -> str:
-    """The Markdown summary; ``figures``: (caption, relative PNG path)."""
-    lines = [f"# {title}", ""]
-    if notes:
-        lines += [notes, ""]
-    lines += ["Latency measured on:"] + [f"- {c}" for c in conditions_lines(df)] + [""]
-    lines += ["Speedups are ratios of medians of models timed interleaved in one run, on the same backend.", ""]
-    for (dataset, protocol), g in groups(df):
-        conv = (conventions or {}).get(protocol, "")
-        lines += [f"## {dataset} — protocol {protocol}" + (f" ({conv})" if conv else ""), ""]
-        lines += summary_table(g) + [""]
-        failed = g[g["status"] == "failed"]
-        for _, r in failed.iterrows():
-            lines.append(f"- {r['model']} on {r['backend']} failed: {r['error']}")
-        if len(failed):
-            lines.append("")
-    for caption, path in figures:
-        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
-    return "\n".join(lines)
