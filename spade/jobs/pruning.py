@@ -13,6 +13,7 @@ from ..models.io import load_model, save_model
 from ..prune import prune
 from ..prune.api import check_settings
 from ..prune.data import measurement_batches
+from .latency_budget import LatencyTarget, planned_widths
 
 #: how the MACs in the pruning record are counted
 MACS_COUNTER = ("torch.utils.flop_counter FLOPs / 2 for one inference call on the example input: convolutions "
@@ -39,9 +40,12 @@ class PruneJob:
     samples: int = 4
     protect: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
+    latency: LatencyTarget | None = None  #: prune to a latency budget instead of ``ratio``
 
     def __post_init__(self):
         check_settings(self.ratio, self.importance, self.scope, self.steps, self.round_to, self.depth, data=self.data)
+        require(self.latency is None or (self.ratio == 0 and self.depth is None),
+                "a latency target chooses the widths itself: drop --ratio and --depth")
         require(isinstance(self.samples, int) and self.samples >= 1, f"samples = {self.samples!r}: give a whole "
                                                                      "number >= 1")
 
@@ -57,15 +61,21 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
         protocol = loaded.spec.get("protocol") or DEFAULT_PROTOCOL[physics.kind]
         batches = measurement_batches(physics, load_images(job.data, image_channels(loaded.model)), protocol,
                                       job.samples, job.seed, device)
+    plan = None if job.latency is None else planned_widths(job.latency, loaded.model, physics, y, job.importance,
+                                                           batches, job.seed)
     pruned, record = prune(loaded.model, (y, physics), ratio=job.ratio, importance=job.importance, scope=job.scope,
                            steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
-                           data=batches, seed=job.seed)
+                           data=batches, seed=job.seed, widths=None if plan is None else plan.widths)
     extras = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
     entry = {**record.spec_entry(), "data": job.data, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
+    if plan is not None:
+        entry["latency_plan"] = plan.measured(loaded.model, pruned, physics, y)
     if loaded.spec.get("pruning"):
         entry["previous"] = loaded.spec["pruning"]
     save_model(job.out, pruned, physics, pruning=entry, **extras)
     summary = {"model": job.model, "out": job.out, **record.to_json(), "macs_image": list(x.shape),
                "macs_counter": MACS_COUNTER}
     summary.pop("history")
+    if plan is not None:
+        summary["latency_plan"] = entry["latency_plan"]
     return summary

@@ -132,7 +132,8 @@ def _scores(graph: Graph, group, importance) -> torch.Tensor | None:
 
 def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str = "l1", scope: str = "uniform",
           steps: int = 1, round_to: int | None = None, depth: int | None = None, protect: Sequence = (),
-          data: Iterable | None = None, depth_in: str | None = None, seed: int = 0) -> tuple[nn.Module, PruneRecord]:
+          data: Iterable | None = None, depth_in: str | None = None, seed: int = 0,
+          widths: dict[str, int] | None = None) -> tuple[nn.Module, PruneRecord]:
     """Prune a copy of ``model``; returns ``(smaller model, PruneRecord)``.
 
     Args:
@@ -150,6 +151,9 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
         data: ``(inputs, target)`` batches for taylor/hessian and depth ranking.
         depth_in: name of the ``ModuleList`` of iterations (models outside the registry).
         seed: seed of the random criterion.
+        widths: ``{group name: kept width}`` chosen by the caller (e.g. a latency plan,
+            :mod:`spade.prune.latency`) instead of ``ratio``/``scope``; groups not named
+            keep their width. ``importance`` still picks which channels go.
     """
     check_settings(ratio, importance, scope, steps, round_to, depth, data)
     calls.check_example(example_inputs)
@@ -173,16 +177,19 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
         raise SpadeError(f"nothing to prune in {type(model).__name__}: every layer keeps its width ({reasons})")
     original = {g.key: g.width for g in prunable}
     samples = 0
-    if ratio > 0:
+    if widths:
+        unknown = sorted(set(widths) - {g.name for g in prunable})
+        require(not unknown, f"widths name groups that cannot be pruned: {unknown[:3]}")
+    if ratio > 0 or widths:
         scorer = criteria.make_importance(importance)
         for step in range(1, steps + 1):
             samples = _prune_step(graph, prunable, original, scorer, importance, ratio * step / steps, scope,
-                                  round_to, batches, seed + step)
+                                  round_to, batches, seed + step, widths)
     for name, p in work.named_parameters():  # pruned layers get new parameters: keep frozen ones frozen
         p.requires_grad_(trainable.get(name, True))
     record = PruneRecord(
         settings={"criterion": importance, "ratio": ratio, "scope": scope, "steps": steps, "round_to": round_to,
-                  "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed},
+                  "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed, "widths": widths},
         params_before=params_before, params_after=count_params(work), macs_before=macs_before,
         macs_after=count_macs(work, example_inputs), widths_before=widths_before, widths_after=layer_widths(work),
         seconds=round(time.perf_counter() - start, 3), history=graph.history(),
@@ -192,7 +199,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance: str 
     return work, record
 
 
-def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, round_to, batches, seed) -> int:
+def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, round_to, batches, seed,
+                widths=None) -> int:
     model = graph.model
     samples = 0
     if importance in criteria.DATA_CRITERIA:
@@ -206,7 +214,9 @@ def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, rou
     scored = [g for g in prunable if scores[g.key] is not None]
     current = {g.key: g.width for g in scored}
     groups = {g.key: g.channel_groups for g in scored}
-    if scope == "global":
+    if widths:
+        keep = {g.key: min(widths.get(g.name, g.width), g.width) for g in scored}
+    elif scope == "global":
         slots = {g.key: width.slot_scores(scores[g.key], g.channel_groups) for g in scored}
         keep = width.global_widths(original, current, groups, slots, ratio, round_to)
     else:
