@@ -105,7 +105,7 @@ def test_cli_target_speedup_writes_plan(tiny, tmp_path, capsys):
     plan = summary["latency_plan"]
     spec, _ = read_spec(out)
     assert spec["pruning"]["latency_plan"]["widths"] == plan["widths"]
-    assert plan["predicted_ms"] <= plan["target_ms"] and plan["measured_ms"] > 0
+    assert plan["predicted_ms"] <= plan["target_ms"] and plan["measured_ms"] > 0 and plan["scale"] > 0
     assert plan["predicted_speedup"] == pytest.approx(plan["full_ms"] / plan["predicted_ms"])
     assert any(w < 8 for w in plan["widths"].values()) and table.exists()
     kept = {g: w[1] for g, w in summary["groups"].items()}

@@ -1,9 +1,9 @@
 """Pruning a model file to a latency budget: measure, plan widths, check the result.
 
-glibc's allocator is pinned for the process (:mod:`spade.profile.allocator`). The unpruned model bound to its physics is timed on the example measurement (eager, the
-job's threads), the widths are planned from the latency table
-(:mod:`spade.prune.latency`), and after pruning both models are timed again,
-interleaved, so the record holds the predicted and the measured latency side by side.
+The widths are planned from the latency table on the example measurement (eager, the
+job's threads, glibc's allocator pinned; :func:`spade.prune.latency.plan_for`), and after
+pruning the unpruned and pruned models are timed interleaved, so the record holds the
+predicted and the measured latency side by side.
 """
 from __future__ import annotations
 
@@ -88,13 +88,10 @@ class PlannedPrune:
 
 def planned_widths(target: LatencyTarget, model: nn.Module, physics, y: torch.Tensor, importance: str,
                    batches, seed: int) -> PlannedPrune:
-    """Time ``model`` and plan the widths that meet ``target`` (glibc's allocator pinned)."""
+    """Plan the widths that meet ``target`` (glibc's allocator pinned)."""
     alloc.configure("pinned")
     with _threads(target.threads):
-        full = measure_interleaved({"unpruned": _caller(model.eval(), physics, y)}, target.threads,
-                                   rounds=target.rounds, min_run_time=target.min_run_time)["unpruned"]
-        full_ms = full.median * 1e3
-        goal = target.ms if target.ms is not None else full_ms / target.speedup
-        plan = plan_for(model, (y, physics), full_ms, target.threads, goal, importance, batches, seed, target.table,
-                        target.backend)
+        plan = plan_for(model, (y, physics), _caller(model.eval(), physics, y), target.threads, target.speedup,
+                        target.ms, importance, batches, seed, target.table, target.backend, target.rounds,
+                        target.min_run_time)
     return PlannedPrune(target, plan)

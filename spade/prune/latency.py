@@ -11,9 +11,11 @@ type, kernel, stride, padding, groups, input shape with its channels, output cha
     {"format": "spade-latency-table", "version": 1,
      "targets": {"<cpu>|eager|threads=1|allocator=glibc:pinned|torch=2.13.0": {"<layer key>": ms, ...}}}
 
-**The prediction.** ``latency(widths) = fixed + sum over convolutions of table[c_in, c_out]``
-where ``fixed`` (physics, glue, everything else) is the measured latency of the
-unpruned model minus its convolutions' table entries.
+**The prediction.** ``latency(widths) = fixed + scale * sum over convolutions of
+table[c_in, c_out]``. The unpruned model and its convolutions at full width are timed
+interleaved when planning: ``fixed`` (physics, glue, everything else) is the model's
+time minus its convolutions' times, and ``scale`` their times now over the cached
+entries (a shared machine is slower or faster than when the table was made).
 
 **The plan** (:func:`plan_widths`, a pure function): from full widths, repeatedly move
 the one group to the lower candidate width with the largest predicted milliseconds saved
@@ -45,6 +47,7 @@ from .graph import Graph
 
 FORMAT, VERSION = "spade-latency-table", 1
 BACKENDS = ("eager",)
+MODEL = "the whole model"
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Plan:
     target_ms: float
     fixed_ms: float
     moves: list = field(default_factory=list)  #: [[group, from, to, ms saved, importance lost], ...]
+    scale: float = 1.0  #: table entries were multiplied by this (machine speed now / when cached)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -203,9 +207,9 @@ def _layer(c: ConvSpec, c_in: int, c_out: int, like: nn.Module) -> nn.Module:
 
 
 def measure_layers(model: nn.Module, convs: list[ConvSpec], pairs: dict[str, tuple], threads: int, rounds: int = 3,
-                   min_run_time: float = 0.05) -> dict[str, float]:
+                   min_run_time: float = 0.05, extra: dict[str, Callable] | None = None) -> dict[str, float]:
     """Median ms of each layer key in ``pairs`` ``{key: (conv name, c_in, c_out)}``, timed
-    interleaved in isolation on its input shape."""
+    interleaved in isolation on its input shape (with the callables ``extra``)."""
     modules = dict(model.named_modules())
     by_name = {c.name: c for c in convs}
     runs = {}
@@ -218,6 +222,7 @@ def measure_layers(model: nn.Module, convs: list[ConvSpec], pairs: dict[str, tup
             with torch.inference_mode():
                 return layer(x)
         runs[key] = run
+    runs.update(extra or {})
     if not runs:
         return {}
     timings = measure_interleaved(runs, threads, rounds=rounds, min_run_time=min_run_time)
@@ -265,13 +270,26 @@ def group_specs(graph: Graph, importance: str, batches, seed: int) -> tuple[list
     return specs, prunable
 
 
-def plan_for(model: nn.Module, example, full_ms: float, threads: int, target_ms: float, importance: str = "l1",
-             batches=None, seed: int = 0, table_path=None, backend: str = "eager",
+def plan_for(model: nn.Module, example, run_model: Callable[[], object], threads: int, speedup: float | None = None,
+             ms: float | None = None, importance: str = "l1", batches=None, seed: int = 0, table_path=None,
+             backend: str = "eager", rounds: int = 5, min_run_time: float = 0.3,
              log: Callable[[str], None] = lambda m: None) -> Plan:
-    """The plan for ``model`` (measured at ``full_ms``) to run in ``target_ms``."""
+    """The plan for ``model`` to run ``speedup`` times faster or in ``ms``.
+
+    ``run_model`` (one call of the unpruned model) is timed interleaved with its
+    convolutions at their full widths: that gives ``fixed`` and the factor ``scale`` by
+    which the machine is slower (or faster) now than when the cached entries were
+    measured; every table entry is multiplied by it."""
     graph = Graph(model, example)
     groups, prunable = group_specs(graph, importance, batches, seed)
     convs = conv_specs(model, example, graph, prunable)
     table = table_for(model, convs, groups, threads, backend, table_path, log)
-    fixed = full_ms - predict(convs, table, {}, 0.0)
-    return plan_widths(groups, convs, table, fixed, target_ms)
+    full_keys = {c.key(c.c_in, c.c_out): (c.name, c.c_in, c.c_out) for c in convs}
+    now = measure_layers(model, convs, full_keys, threads, rounds, min_run_time, extra={MODEL: run_model})
+    full_ms = now.pop(MODEL)
+    convs_now = predict(convs, now, {}, 0.0)
+    scale = convs_now / predict(convs, table, {}, 0.0)
+    target = ms if ms is not None else full_ms / speedup
+    plan = plan_widths(groups, convs, {k: v * scale for k, v in table.items()}, full_ms - convs_now, target)
+    plan.scale = scale
+    return plan
