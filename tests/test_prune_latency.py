@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from spade.cli import main
 from spade.errors import SpadeError
@@ -65,7 +66,7 @@ def test_table_is_cached_by_target_and_layer(tiny, tmp_path, monkeypatch):
     from spade.prune.graph import Graph
 
     loaded = load_model(tiny["base"])
-    y = loaded.physics.A(__import__("torch").rand(1, 1, 33, 33))
+    y = loaded.physics.A(torch.rand(1, 1, 33, 33))
     example = (y, loaded.physics)
     graph = Graph(loaded.model, example)
     groups, prunable = latency.group_specs(graph, "l1", None, 0)

@@ -5,6 +5,7 @@ import json
 
 import onnx
 import pytest
+import torch
 
 from spade.cli import main
 from spade.models import load_model
@@ -18,7 +19,7 @@ FAST = ["--threads", "1", "--side", "66", "--rounds", "1", "--min-run-time", "0.
 
 def test_only_the_networks_convolutions_are_selected(tiny):
     loaded = load_model(tiny["base"])
-    y = loaded.physics.A(__import__("torch").rand(1, 1, 66, 66))
+    y = loaded.physics.A(torch.rand(1, 1, 66, 66))
     proto = export_onnx(Bound(loaded.model, loaded.physics).eval(), y)
     names = prior_convs(proto)
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]

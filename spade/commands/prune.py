@@ -62,7 +62,8 @@ def run(args) -> int:
 
 def _print(s: dict) -> None:
     st = s["settings"]
-    print(f"wrote {s['out']}: {st['criterion']}, {st['scope']}, ratio {st['ratio']}"
+    how = "widths from a latency plan" if s.get("latency_plan") else f"{st['scope']}, ratio {st['ratio']}"
+    print(f"wrote {s['out']}: {st['criterion']}, {how}"
           + (f", round to {st['round_to']}" if st["round_to"] else "")
           + (f", {st['depth']} {s['depth']['unit']}(s) removed: {s['depth']['removed']}" if s["depth"] else "")
           + f" in {s['seconds']:.2f} s")
