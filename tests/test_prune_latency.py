@@ -8,6 +8,8 @@ import torch
 
 from spade.cli import main
 from spade.errors import SpadeError
+from spade.jobs import PruneJob, prune_file
+from spade.jobs.latency_budget import LatencyTarget
 from spade.models.io import read_spec
 from spade.prune import latency
 from spade.prune.latency import ConvSpec, GroupSpec, candidates, plan_widths, predict
@@ -73,7 +75,7 @@ def test_table_is_cached_by_target_and_layer(tiny, tmp_path, monkeypatch):
     convs = latency.conv_specs(loaded.model, example, graph, prunable)
     assert {c.in_group for c in convs} - {None} <= set(prunable) and any(c.out_group for c in convs)
     path = tmp_path / "table.json"
-    first = latency.table_for(loaded.model, convs, groups, threads=1, path=path)
+    first = latency.table_for(loaded.model, convs, groups, threads=1, path=path, rounds=1, min_run_time=0.005)
     data = json.loads(path.read_text())
     (key,) = data["targets"]
     assert key == latency.target_key("eager", 1) and "threads=1" in key
@@ -98,11 +100,10 @@ def test_bad_table_file_is_one_line(tmp_path):
         latency.load_table(bad)
 
 
-def test_cli_target_speedup_writes_plan(tiny, tmp_path, capsys):
+def test_target_speedup_writes_plan(tiny, tmp_path):
     out, table = tmp_path / "p.spade", tmp_path / "table.json"
-    assert main(["prune", str(tiny["base"]), "--target-speedup", "1.3", "--latency-table", str(table),
-                 "--out", str(out), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    target = LatencyTarget(speedup=1.3, table=str(table), rounds=1, min_run_time=0.02)
+    summary = prune_file(PruneJob(str(tiny["base"]), str(out), 0.0, latency=target))
     plan = summary["latency_plan"]
     spec, _ = read_spec(out)
     assert spec["pruning"]["latency_plan"]["widths"] == plan["widths"]

@@ -230,7 +230,8 @@ def measure_layers(model: nn.Module, convs: list[ConvSpec], pairs: dict[str, tup
 
 
 def table_for(model: nn.Module, convs: list[ConvSpec], groups: list[GroupSpec], threads: int, backend: str = "eager",
-              path: str | os.PathLike | None = None, log: Callable[[str], None] = lambda m: None) -> dict[str, float]:
+              path: str | os.PathLike | None = None, log: Callable[[str], None] = lambda m: None, rounds: int = 3,
+              min_run_time: float = 0.05) -> dict[str, float]:
     """The entries this model needs (from ``path`` where cached; the rest measured and,
     with ``path``, written back)."""
     require(backend in BACKENDS, f"latency tables are measured on {list(BACKENDS)} (got '{backend}')")
@@ -246,7 +247,7 @@ def table_for(model: nn.Module, convs: list[ConvSpec], groups: list[GroupSpec], 
     missing = {k: v for k, v in needed.items() if k not in cached}
     log(f"latency table: {len(needed) - len(missing)} of {len(needed)} layer entries cached"
         + (f", measuring {len(missing)}" if missing else ""))
-    cached.update(measure_layers(model, convs, missing, threads))
+    cached.update(measure_layers(model, convs, missing, threads, rounds, min_run_time))
     if path is not None and missing:
         write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return {k: cached[k] for k in needed}
@@ -283,7 +284,7 @@ def plan_for(model: nn.Module, example, run_model: Callable[[], object], threads
     graph = Graph(model, example)
     groups, prunable = group_specs(graph, importance, batches, seed)
     convs = conv_specs(model, example, graph, prunable)
-    table = table_for(model, convs, groups, threads, backend, table_path, log)
+    table = table_for(model, convs, groups, threads, backend, table_path, log, rounds, min_run_time / 4)
     full_keys = {c.key(c.c_in, c.c_out): (c.name, c.c_in, c.c_out) for c in convs}
     now = measure_layers(model, convs, full_keys, threads, rounds, min_run_time, extra={MODEL: run_model})
     full_ms = now.pop(MODEL)
