@@ -23,6 +23,7 @@ COMMANDS = {
     "profile": "profile",
     "report": "report",
     "export": "export",
+    "quantize": "quantize",
     "run": "run",
     "demo": "demo",
 }

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..profile import BACKENDS, TOLERANCE, profile_models
+from ..errors import require
+from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
 from ..report.runfolder import add_profile
 from .common import add_device, add_json, device, emit_json, positive_float
 
@@ -28,6 +29,9 @@ def add_parser(sub, name):
                    help="rounds in all while speedup intervals are too wide or implausible (default: 3 x --rounds)")
     p.add_argument("--min-run-time", type=positive_float, default=1.0,
                    help="seconds per timed block (default 1: several calls even for slow models)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="time per part instead (torch.profiler, eager): convs by width, physics, element-wise "
+                        "glue, layout; with the Amdahl ceilings (spade.profile.breakdown)")
     p.add_argument("--allocator", default="pinned",
                    help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")
     p.add_argument("--out", metavar="DIR",
@@ -51,6 +55,8 @@ def _backends(values: list[str] | None) -> list[str]:
 
 
 def run(args) -> int:
+    if args.breakdown:
+        return _run_breakdown(args)
     result = profile_models(args.models, backends=_backends(args.backend), batch=args.batch, threads=args.threads,
                             side=args.side, device=device(args.device), baseline=args.baseline,
                             recursive=args.recursive, rounds=args.rounds, min_run_time=args.min_run_time,
@@ -62,6 +68,20 @@ def run(args) -> int:
         emit_json(result)
     else:
         print(render_text(result))
+    return 0
+
+
+def _run_breakdown(args) -> int:
+    require(_backends(args.backend) == ["eager"] and device(args.device).type == "cpu",
+            "--breakdown profiles PyTorch eager on the CPU: drop --backend / --device")
+    require(not args.out, "--breakdown writes no run folder: drop --out (or profile without --breakdown)")
+    result = breakdown.breakdown_models(args.models, batch=args.batch, threads=args.threads, side=args.side,
+                                        rounds=args.rounds, min_run_time=args.min_run_time, allocator=args.allocator,
+                                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.json:
+        emit_json(result)
+    else:
+        print(breakdown.render_text(result))
     return 0
 
 

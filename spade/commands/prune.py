@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import require
 from ..jobs import PruneJob, prune_file
+from ..jobs.latency_budget import LatencyTarget
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
 from .common import add_device, add_force, add_json, device, emit_json, positive_int, writes_output
@@ -16,7 +18,16 @@ def add_parser(sub, name):
                                    "its width; write a smaller model file.")
     p.add_argument("model", help="SPADE model file, or MODULE:FUNCTION: a function of yours returning "
                                  "(model, example_inputs); its pruned copy is written with spade.save_pruned")
-    p.add_argument("--ratio", type=float, required=True, help="fraction of prunable channels to remove, in [0, 1)")
+    p.add_argument("--ratio", type=float, help="fraction of prunable channels to remove, in [0, 1)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--target-speedup", type=float, metavar="S",
+                        help="instead of --ratio: choose per-group widths from a measured latency table so the "
+                             "pruned model runs S times faster (spade.prune.latency)")
+    budget.add_argument("--target-ms", type=float, metavar="T", help="instead of --ratio: a budget of T ms per call")
+    p.add_argument("--latency-table", metavar="FILE",
+                   help="latency table to read and extend (cached per CPU, backend, threads, torch version)")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads the latency budget is measured with "
+                                                                   "(default 1)")
     p.add_argument("--importance", default="l1", help=f"channel criterion: {', '.join(CRITERIA)} (default l1)")
     p.add_argument("--scope", default="uniform", help=f"{' or '.join(SCOPES)}: every group loses the same "
                                                        "fraction, or channels ranked jointly (default uniform)")
@@ -45,9 +56,15 @@ def add_parser(sub, name):
 
 @writes_output()
 def run(args) -> int:
-    job = PruneJob(args.model, args.out, args.ratio, importance=args.importance, scope=args.scope, steps=args.steps,
-                   round_to=args.round_to, depth=args.depth, data=args.data, samples=args.samples, crop=args.crop,
-                   reconstruct=args.reconstruct, ridge=args.ridge, protect=tuple(args.protect), seed=args.seed)
+    budgeted = args.target_speedup is not None or args.target_ms is not None
+    require(budgeted != (args.ratio is not None), "give --ratio R or a latency target (--target-speedup S or "
+                                                   "--target-ms T), not both")
+    require(budgeted or args.latency_table is None, "--latency-table goes with --target-speedup or --target-ms")
+    latency = LatencyTarget(args.target_speedup, args.target_ms, args.latency_table, args.threads) if budgeted else None
+    job = PruneJob(args.model, args.out, args.ratio or 0.0, latency=latency, importance=args.importance,
+                   scope=args.scope, steps=args.steps, round_to=args.round_to, depth=args.depth, data=args.data,
+                   samples=args.samples, crop=args.crop, reconstruct=args.reconstruct, ridge=args.ridge,
+                   protect=tuple(args.protect), seed=args.seed)
     summary = prune_file(job, device(args.device))
     if args.json:
         emit_json(summary)
@@ -58,13 +75,20 @@ def run(args) -> int:
 
 def _print(s: dict) -> None:
     st = s["settings"]
-    print(f"wrote {s['out']}: {st['criterion']}, {st['scope']}, ratio {st['ratio']}"
+    how = "widths from a latency plan" if s.get("latency_plan") else f"{st['scope']}, ratio {st['ratio']}"
+    print(f"wrote {s['out']}: {st['criterion']}, {how}"
           + (f", round to {st['round_to']}" if st["round_to"] else "")
           + (f", {st['depth']} {s['depth']['unit']}(s) removed: {s['depth']['removed']}" if s["depth"] else "")
           + f" in {s['seconds']:.2f} s")
     print(f"  params {s['params_before']:,} -> {s['params_after']:,} ({s['params_after'] / s['params_before']:.1%})"
           f"   MACs {s['macs_before'] / 1e9:.3f} G -> {s['macs_after'] / 1e9:.3f} G "
           f"({s['macs_after'] / max(s['macs_before'], 1):.1%}) for one {'x'.join(map(str, s['macs_image'])) or 'example'} input")
+    plan = s.get("latency_plan")
+    if plan:
+        print(f"  latency plan ({plan['backend']}, {plan['threads']} thread(s)): predicted {plan['predicted_ms']:.1f} ms "
+              f"({plan['predicted_speedup']:.2f}x), measured {plan['measured_ms']:.1f} ms vs "
+              f"{plan['measured_unpruned_ms']:.1f} ms unpruned ({plan['measured_speedup']:.2f}x, 95% interval "
+              f"{plan['measured_speedup_range'][0]:.2f}-{plan['measured_speedup_range'][1]:.2f})")
     changed = {g: w for g, w in s["groups"].items() if w[0] != w[1]}
     if s["reconstruct"]:
         r = s["reconstruct"]

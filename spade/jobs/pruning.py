@@ -15,6 +15,7 @@ from ..prune import prune, save_pruned
 from ..prune.api import check_settings
 from ..prune.calls import tensors_of
 from ..prune.data import measurement_batches
+from .latency_budget import LatencyTarget, planned_widths
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths", "physics", "pruning")
@@ -42,6 +43,7 @@ class PruneJob:
     ridge: float = 1e-3
     protect: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
+    latency: LatencyTarget | None = None  #: prune to a latency budget instead of ``ratio``
 
     def __post_init__(self):
         check_settings(self.ratio, self.importance, self.scope, self.steps, self.round_to, self.depth, data=self.data,
@@ -50,6 +52,8 @@ class PruneJob:
                                                                            "e.g. 1e-3")
         require(self.crop is None or (isinstance(self.crop, int) and self.crop >= 8),
                 f"crop = {self.crop!r}: give a side of at least 8 pixels (or none)")
+        require(self.latency is None or (self.ratio == 0 and self.depth is None),
+                "a latency target chooses the widths itself: drop --ratio and --depth")
         require(isinstance(self.samples, int) and self.samples >= 1, f"samples = {self.samples!r}: give a whole "
                                                                      "number >= 1")
 
@@ -76,25 +80,34 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
         if job.crop:
             images = [im.centre_crop(job.crop) for im in images]
         batches = measurement_batches(physics, images, protocol, job.samples, job.seed, device)
+    plan = None if job.latency is None else planned_widths(job.latency, loaded.model, physics, y, job.importance,
+                                                           batches, job.seed)
     pruned, record = prune(loaded.model, (y, physics), ratio=job.ratio, importance=job.importance, scope=job.scope,
                            steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
-                           data=batches, seed=job.seed, reconstruct=job.refits, ridge=job.ridge)
+                           data=batches, seed=job.seed, reconstruct=job.refits, ridge=job.ridge,
+                           widths=None if plan is None else plan.widths)
     extras = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
-    entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": list(x.shape), "macs_counter": MACS_COUNTER}
+    entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": list(x.shape),
+             "macs_counter": MACS_COUNTER}
+    if plan is not None:
+        entry["latency_plan"] = plan.measured(loaded.model, pruned, physics, y)
     if loaded.spec.get("pruning"):
         entry["previous"] = loaded.spec["pruning"]
     save_model(job.out, pruned, physics, pruning=entry, **extras)
     summary = {"model": job.model, "out": job.out, **record.to_json(), "macs_image": list(x.shape),
                "macs_counter": MACS_COUNTER}
     summary.pop("history")
+    if plan is not None:
+        summary["latency_plan"] = entry["latency_plan"]
     return summary
 
 
 def _prune_own_model(job: PruneJob, device) -> dict:
     """A user's network from MODULE:FUNCTION: pruned on its own example, saved as weights +
     pruning history (reload with ``spade.load_pruned(path, fresh_model, example)``)."""
-    require(job.data is None and not job.reconstruct, "--data and --reconstruct measure images with a SPADE model file's physics: for MODULE:FUNCTION "
-                              "give data through the library (spade.prune(..., data=batches))")
+    require(job.data is None and not job.reconstruct and job.latency is None,
+            "--data, --reconstruct and latency targets measure images with a SPADE model file's physics: for "
+            "MODULE:FUNCTION give data and widths through the library (spade.prune(..., data=batches, widths=...))")
     model, example = from_factory(job.model)
     pruned, record = prune(model.to(device), example, ratio=job.ratio, importance=job.importance, scope=job.scope,
                            steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),

@@ -147,7 +147,8 @@ def _scores(graph: Graph, group, importance) -> torch.Tensor | None:
 def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1", scope: str = "uniform",
           steps: int = 1, round_to: int | None = None, depth: int | None = None, protect: Sequence = (),
           data: Iterable | None = None, depth_in: str | None = None, seed: int = 0, reconstruct: bool = False,
-          ridge: float = 1e-3, time_limit: float | None = 300.0) -> tuple[nn.Module, PruneRecord]:
+          ridge: float = 1e-3, time_limit: float | None = 300.0,
+          widths: dict[str, int] | None = None) -> tuple[nn.Module, PruneRecord]:
     """Prune a copy of ``model``; returns ``(smaller model, PruneRecord)``.
 
     Args:
@@ -176,6 +177,9 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
     shape: e.g. a scale reshaped with a hard-coded channel count) is not returned: the
     groups that break it are found, rolled back (recorded as interfaces, with the
     error) and the rest is pruned again.
+        widths: ``{group name: kept width}`` chosen by the caller (e.g. a latency plan,
+            :mod:`spade.prune.latency`) instead of ``ratio``/``scope``; groups not named
+            keep their width. ``importance`` still picks which channels go.
     """
     check_settings(ratio, importance, scope, steps, round_to, depth, data, reconstruct)
     calls.check_example(example_inputs)
@@ -193,7 +197,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
     if depth:
         base, depth_result = prune_depth(base, depth, batches, depth_in)
     settings = dict(ratio=ratio, importance=importance, scope=scope, steps=steps, round_to=round_to, batches=batches,
-                    seed=seed, time_limit=time_limit)
+                    seed=seed, time_limit=time_limit, widths=widths)
     reference = output_shapes(base, example_inputs)
     work, graph, original, samples = _width_pass(base, example_inputs, names, {}, **settings)
     broken = breakage(work, example_inputs, reference)
@@ -214,7 +218,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         p.requires_grad_(trainable.get(name, True))
     record = PruneRecord(
         settings={"criterion": criteria.label(importance), "ratio": ratio, "scope": scope, "steps": steps,
-                  "round_to": round_to, "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed},
+                  "round_to": round_to, "depth": depth, "depth_in": depth_in, "protect": names, "seed": seed,
+                  "widths": widths},
         params_before=params_before, params_after=count_params(work), macs_before=macs_before,
         macs_after=count_macs(work, example_inputs), widths_before=widths_before, widths_after=layer_widths(work),
         seconds=round(time.perf_counter() - start, 3), history=graph.history(),
@@ -225,7 +230,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
 
 
 def _width_pass(base, example, names, refused, *, ratio, importance, scope, steps, round_to, batches, seed,
-                time_limit):
+                time_limit, widths):
     """Channel pruning of a copy of ``base``: ``(model, graph, {group: width before}, samples)``."""
     work = copy.deepcopy(base)
     graph = Graph(work, example, _protected(work, names), refused=refused, time_limit=time_limit)
@@ -235,11 +240,14 @@ def _width_pass(base, example, names, refused, *, ratio, importance, scope, step
         raise SpadeError(f"nothing to prune in {type(base).__name__}: every layer keeps its width ({reasons})")
     original = {g.key: g.width for g in prunable}
     samples = 0
-    if ratio > 0:
+    if widths:  # a group rolled back or kept as an interface keeps its width (recorded as such)
+        unknown = sorted(set(widths) - {g.name for g in graph.groups})
+        require(not unknown, f"widths name groups that this model does not have: {unknown[:3]}")
+    if ratio > 0 or widths:
         scorer = criteria.make_importance(importance)
         for step in range(1, steps + 1):
             samples = _prune_step(graph, prunable, original, scorer, importance, ratio * step / steps, scope,
-                                  round_to, batches, seed + step)
+                                  round_to, batches, seed + step, widths)
     graph.release()
     return work, graph, original, samples
 
@@ -290,7 +298,8 @@ def _culprits(base, example, history: list, reference: list) -> dict[str, str]:
     return found
 
 
-def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, round_to, batches, seed) -> int:
+def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, round_to, batches, seed,
+                widths=None) -> int:
     model = graph.model
     samples = 0
     if criteria.data_kind(importance):
@@ -304,7 +313,9 @@ def _prune_step(graph, prunable, original, scorer, importance, ratio, scope, rou
     scored = [g for g in prunable if scores[g.key] is not None]
     current = {g.key: g.width for g in scored}
     groups = {g.key: g.channel_groups for g in scored}
-    if scope == "global":
+    if widths:
+        keep = {g.key: min(widths.get(g.name, g.width), g.width) for g in scored}
+    elif scope == "global":
         slots = {g.key: width.slot_scores(scores[g.key], g.channel_groups) for g in scored}
         keep = width.global_widths(original, current, groups, slots, ratio, round_to)
     else:

@@ -1,0 +1,67 @@
+"""``spade quantize``: INT8 priors with the physics in float, end to end on a tiny CS model."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from spade.cli import main
+from spade.models import load_model
+from spade.profile.backends import Bound
+from spade.profile.onnx_export import export_onnx
+from spade.profile.quantize import prior_convs
+from tiny_nets import PHASES, one_thread, tiny  # noqa: F401  (fixtures)
+
+FAST = ["--threads", "1", "--side", "66", "--rounds", "1", "--min-run-time", "0.01", "--samples", "2"]
+
+
+def test_only_the_networks_convolutions_are_selected(tiny):
+    loaded = load_model(tiny["base"])
+    y = loaded.physics.A(torch.rand(1, 1, 66, 66))
+    proto = export_onnx(Bound(loaded.model, loaded.physics).eval(), y)
+    names = prior_convs(proto)
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(names) == 6 * PHASES < len(convs)  # the physics' Phi products are Conv nodes too, left out
+
+
+def test_quantize_end_to_end_close_to_float(tiny, tmp_path, capsys):
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(tiny["half"]), "--data", "embedded", "--eval", "embedded", "--out", str(out),
+                 "--reference", str(tiny["base"]), "--json", *FAST]) == 0
+    r = json.loads(capsys.readouterr().out)
+    model = onnx.load(out)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "ConvTranspose"} <= ops  # INT8 priors, float physics
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["spade_spec"])["family"] == "ista-net-plus"
+    ev = r["evaluation"]
+    assert r["quantized_convs"] == 6 * PHASES and ev["images"]
+    assert abs(ev["psnr_loss_db"]) < 0.5 and ev["int8"]["psnr"] > 10
+    assert set(r["timings"]) == {"float eager", "float onnxruntime", "int8 onnxruntime", "reference eager"}
+    assert r["timings"]["reference eager"]["speedup_vs_reference_eager_speedup"] == 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "q.pt"], ".onnx file"),
+    (["--out", "q.onnx", "--data", "no/such/folder"], "no/such/folder"),
+    (["--out", "q.onnx", "--reference", "missing.spade"], "missing.spade"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    argv = ["quantize", str(tiny["half"]), *FAST, *args]
+    if "--data" not in args:
+        argv += ["--data", "embedded"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_refuses_to_overwrite_without_force(tmp_path, capsys):
+    from spade.cli import main
+    out = tmp_path / "q.onnx"
+    out.write_bytes(b"kept")
+    assert main(["quantize", str(tmp_path / "missing.spade"), "--data", "embedded", "--out", str(out)]) == 2
+    assert out.read_bytes() == b"kept" and "--force" in capsys.readouterr().err
