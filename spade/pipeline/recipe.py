@@ -17,7 +17,7 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     # file = "model.spade"                      a SPADE model file
     # train = "train/demo-mri.toml"             a training recipe (spade train)
     # distill = {family = "ista-net-plus", preset = "recursive", teacher = "ista-net-plus",
-    #            steps = 300, batch = 16, lr = 5e-4, patch = 99}
+    #            steps = 300, batch = 16, lr = 5e-4, patch = 99, iterates = 1.0}
     #   a new model with the teacher's physics (and configuration, for the same family)
     #   in the preset's sharing mode, trained by the school strategy on patches of
     #   [data] train (no ground truth used)
@@ -68,7 +68,7 @@ SOURCES = ("file", "import", "train", "distill")
 ROLES = ("unpruned", "recursive")
 IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
 DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
-DISTILL = {"family", "preset", "teacher", "data", *DISTILL_TRAINING}
+DISTILL = {"family", "preset", "teacher", "data", "iterates", *DISTILL_TRAINING}
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
          "crop", "ridge"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
@@ -171,6 +171,9 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
                 f"{where}.distill needs 'family', 'teacher' (a model name) and 'steps'")
         d["train"] = TrainConfig.from_mapping({"data_mode": "patches", **{k: d[k] for k in DISTILL_TRAINING if k in d}},
                                               f"{where}.distill")
+        iterates = d.setdefault("iterates", 0.0)
+        require(isinstance(iterates, (int, float)) and not isinstance(iterates, bool) and iterates >= 0,
+                f"{where}.distill iterates = {iterates!r}: give the weight of matching the teacher's iterations (>= 0)")
         d.setdefault("data", m.get("train_data", data.get("train")))
         require(d["data"], f"{where}.distill needs training images: give [data] train or distill.data")
         family = get_family(d["family"])

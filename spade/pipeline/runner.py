@@ -132,7 +132,7 @@ class Pipeline:
             save_model(init, create_model(family.name, **cfg), loaded.physics,
                        protocol=loaded.spec.get("protocol"))
         self._finetune(FinetuneJob(str(init), str(self._path(m["name"])), "school", d["data"], d["train"],
-                                   teacher=str(teacher)))
+                                   teacher=str(teacher), iterates=float(d["iterates"]) or None))
         init.unlink()
 
     def pruned(self, files: dict[str, Path]) -> list[dict]:
