@@ -2,6 +2,8 @@
 synthetic records (no model, no clock)."""
 from __future__ import annotations
 
+import math
+
 from spade.report import readout
 from spade.report.tables import frame
 
@@ -65,3 +67,15 @@ def test_a_table_with_a_test_time_adapted_row_says_so():
     (task,) = context(adapted, frame(adapted), {"title": "t", "notes": ""}, [])["tasks"]
     assert task["test_time"] == readout.TEST_TIME_NOTE
     assert [r["finetune_data"] for r in task["rows"]][:2] == ["train:urban100", "test"]
+
+
+def test_quality_recovered_is_the_share_of_the_pruning_loss_won_back():
+    start = rec("p50", "pruned", 100, 29.0, 2.3, [2.2, 2.4], ratio=0.5)
+    tuned = rec("p50-school", "pruned", 100, 31.72, 2.3, [2.2, 2.4], ratio=0.5, strategy="school")
+    other = rec("p75-school", "pruned", 40, 30.0, 3.5, [3.1, 3.8], ratio=0.75, strategy="school")  # no start row
+    df = frame([RECORDS[0], start, tuned, other]).set_index("model")
+    assert df.loc["p50", "pruned_psnr"] == 29.0 and math.isnan(df.loc["p50", "recovered"])
+    assert df.loc["p50-school", "pruned_psnr"] == 29.0
+    assert abs(df.loc["p50-school", "recovered"] - (31.72 - 29.0) / (32.44 - 29.0)) < 1e-12
+    assert math.isnan(df.loc["p75-school", "recovered"]) and math.isnan(df.loc["u", "recovered"])
+    assert readout.row(df.reset_index().iloc[2])["recovered"] == "79%"

@@ -13,12 +13,14 @@ import pandas as pd
 #: (column key, header) of the report tables, in order
 HEADERS = [("model", "Model"), ("role", "Role"), ("pruning", "Pruned"), ("strategy", "Fine-tuning"),
            ("finetune_data", "Fine-tuned on"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("start", "Start PSNR"),
-           ("params", "Parameters"), ("gmacs", "GMACs"), ("macs_cut", "MACs cut"), ("backend", "Backend"),
+           ("pruned_psnr", "After pruning"), ("recovered", "Recovered"), ("params", "Parameters"), ("gmacs", "GMACs"), ("macs_cut", "MACs cut"), ("backend", "Backend"),
            ("latency", "Latency (± ½ IQR)"), ("speedup", "Speedup vs unpruned (95% interval)"),
            ("vs_recursive", "vs recursive"), ("flag", "Trust")]
 START_NOTE = ("Start PSNR: the score of the network's input, the physics' starting point (zero-filled "
               "k-space for MRI, the bicubic-like adjoint for super-resolution, Qinit·y for compressive "
-              "sensing): what the network adds is PSNR − start PSNR.")
+              "sensing): what the network adds is PSNR − start PSNR. After pruning: the pruned model's PSNR "
+              "before fine-tuning; Recovered: (PSNR − after pruning) / (unpruned PSNR − after pruning), the "
+              "share of the loss that fine-tuning won back.")
 #: said under every table with a test-time-adapted row
 TEST_TIME_NOTE = ("Fine-tuned on 'test': test-time adaptation — the model adapted to these test measurements "
                   "themselves (no ground truth), so its PSNR is not comparable with models that never saw them.")
@@ -69,6 +71,8 @@ def row(r: pd.Series) -> dict:
     return {"model": str(r["model"]), "role": str(r["role"]), "pruning": pruning, "strategy": strategy,
             "finetune_data": _text(r["finetune_data"]), "psnr": db(r["psnr"]),
             "ssim": "–" if _missing(r["ssim"]) else f"{r['ssim']:.4f}", "start": db(r["init_psnr"]),
+            "pruned_psnr": db(r["pruned_psnr"]),
+            "recovered": "–" if _missing(r["recovered"]) else f"{r['recovered']:.0%}",
             "params": count(r["params"]), "gmacs": "–" if _missing(r["macs"]) else f"{r['macs'] / 1e9:.2f}",
             "macs_cut": times(r["macs_reduction"], 1), "backend": _text(r["backend"]),
             "latency": "failed" if failed else ms(r["median_ms"], r["iqr_ms"]),

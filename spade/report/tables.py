@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "finetune_data",
-           "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "params", "macs", "macs_reduction",
+           "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "pruned_psnr", "recovered", "params", "macs", "macs_reduction",
            "peak_mem_mb", "backend", "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock",
            "speedup_vs_unpruned", "speedup_vs_unpruned_low", "speedup_vs_unpruned_high", "speedup_vs_recursive",
            "speedup_vs_recursive_low", "speedup_vs_recursive_high", "recursive", "flags", "threads", "batch",
@@ -29,6 +29,29 @@ def reference_unpruned(record: dict, records: list[dict]) -> dict | None:
     return same[0] if len(same) == 1 else None
 
 
+def pruned_start(record: dict, records: list[dict]) -> dict | None:
+    """The pruned, not fine-tuned record a fine-tuned pruned record started from: same
+    parent, ratio, MACs (architecture) and evaluation data, no strategy."""
+    if record["role"] != "pruned" or not record.get("strategy"):
+        return None
+    ev = record.get("evaluation") or {}
+    for r in records:
+        rev = r.get("evaluation") or {}
+        if (r["role"] == "pruned" and not r.get("strategy") and r.get("parent") == record.get("parent")
+                and r.get("ratio") == record.get("ratio") and r.get("macs") == record.get("macs")
+                and (rev.get("dataset"), rev.get("protocol")) == (ev.get("dataset"), ev.get("protocol"))):
+            return r
+    return None
+
+
+def recovered(psnr, start, unpruned) -> float:
+    """Share of the quality lost by pruning that fine-tuning won back:
+    ``(psnr - start) / (unpruned - start)`` (NaN when pruning lost nothing or a value is missing)."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (psnr, start, unpruned)) or unpruned <= start:
+        return math.nan
+    return (psnr - start) / (unpruned - start)
+
+
 def _load(load: dict | None) -> str | None:
     """``"before-after on N CPUs"`` of a profile's load average, or None."""
     if not load or load.get("before") is None:
@@ -42,11 +65,18 @@ def frame(records: list[dict]) -> pd.DataFrame:
     for r in records:
         ev, cond = r.get("evaluation") or {}, r.get("conditions") or {}
         ref = reference_unpruned(r, records)
+        start = pruned_start(r, records)
+        start_psnr = ((start.get("evaluation") or {}).get("psnr") if start else
+                      ev.get("psnr") if r["role"] == "pruned" and not r.get("strategy") else None)
+        ref_ev = (ref.get("evaluation") or {}) if ref is not None else {}
+        same_data = (ref_ev.get("dataset"), ref_ev.get("protocol")) == (ev.get("dataset"), ev.get("protocol"))
         base = {"model": r["name"], "family": r["family"], "sharing": r["sharing"], "role": r["role"],
                 "parent": r.get("parent"), "ratio": r.get("ratio"), "importance": r.get("importance"),
                 "strategy": r.get("strategy"), "finetune_data": r.get("finetune_data") or "none", "dataset": ev.get("dataset"),
                 "protocol": ev.get("protocol"), "n_images": ev.get("n_images"), "psnr": ev.get("psnr"),
-                "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"), "params": r["params"], "macs": r["macs"],
+                "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"), "pruned_psnr": start_psnr,
+                "recovered": recovered(ev.get("psnr"), start_psnr, ref_ev.get("psnr")) if start and same_data
+                else math.nan, "params": r["params"], "macs": r["macs"],
                 "macs_reduction": ref["macs"] / r["macs"] if ref is not None and ref["macs"] and r["macs"] else math.nan,
                 "peak_mem_mb": r.get("peak_mem_mb"), "threads": cond.get("threads"), "batch": cond.get("batch"),
                 "input_shape": "x".join(str(s) for s in cond.get("input_shape") or []) or None,
