@@ -142,6 +142,8 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     (("lr = 2e-4", "noise = -0.5"), "noise_level = -0.5 must be a number >= 0"),
     (("[finetune.supervised]", "[finetune.self-supervised]\ntransforms = [\"spin\"]\n[finetune.supervised]"),
      "spin"),
+    (("ratios = [0.5]", "ratios = [0.5, 0.25]\nprogressive = true"), "give increasing ratios"),
+    (("importance = \"l1\"", "importance = \"l1\"\nreconstruct = 1"), "reconstruct = 1: give true or false"),
     (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "['supervised'] uses ground truth: set test_time for school / self-supervised only"),
 ])
 def test_bad_recipes_are_rejected_before_anything_runs(files, capsys, change, message):
@@ -193,6 +195,24 @@ def test_test_time_adaptation_is_explicit_and_recorded(files):
     assert df.loc["tiny-r50-school", "finetune_data"] == "test" and df.loc["tiny-r50", "finetune_data"] == "none"
     assert df.loc["tiny-r50-supervised", "finetune_data"] == f"train:{files / 'train'}"
     assert df.loc["tiny-recursive", "finetune_data"] == f"train:{files / 'train'}"
+
+
+def test_progressive_pruning_prunes_the_recovered_model_again(files):
+    """``progressive = true``: 0.5 is reached by pruning the school-tuned 0.25 model by a
+    third of its channels (re-fitted on training crops), the teacher staying the original."""
+    text = (files / "recipe.toml").read_text().replace("ratios = [0.5]", "ratios = [0.25, 0.5]\nprogressive = true")
+    (files / "recipe.toml").write_text(text.replace('["supervised", "school", "self-supervised"]', '["school"]'))
+    assert _run(files) == 0
+    models = files / "out" / "models"
+    half = load_model(models / "tiny-r50.spade").spec
+    assert abs(half["pruning"]["ratio"] - 1 / 3) < 1e-9 and half["pruning"]["previous"]["ratio"] == 0.25
+    assert half["pruning"]["reconstruct"]["layers"]  # re-fitted on the training crops
+    assert half["finetuning"]["strategy"] == "school"  # the step it was pruned from was fine-tuned
+    assert half["widths"]["sharing.blocks.0.conv1_forward"] == [4, 4]  # 8 channels at the start
+    df = pd.read_csv(files / "report" / "results.csv").set_index("model")
+    train = f"train:{files / 'train'}"
+    assert df.loc["tiny-r50", "finetune_data"] == train and df.loc["tiny-r25", "finetune_data"] == "none"
+    assert df.loc["tiny-r50-school", "pruned_psnr"] == df.loc["tiny-r50", "psnr"]
 
 
 def test_a_file_that_is_not_a_model_is_refused_before_anything_is_written(files, capsys):

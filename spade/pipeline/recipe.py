@@ -29,6 +29,8 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     # reconstruct = true   re-fit the pruned layers to the unpruned ones' outputs on `samples`
     #                      training images centre-cropped to `crop` (default 128) pixels; on
     #                      by default when training images are given; ridge = 1e-3
+    # progressive = true   each ratio (increasing) prunes the model the first strategy
+    #                      fine-tuned at the ratio before: prune a step, recover, prune again
 
     [finetune]             # the strategies, each run on every pruned model, on the training images
     strategies = ["supervised", "school", "self-supervised"]   # or "school:1,self-supervised:0.5"
@@ -70,7 +72,7 @@ IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
 DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", "iterates", *DISTILL_TRAINING}
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
-         "crop", "ridge"}
+         "crop", "ridge", "progressive"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise", "test_time"}
 FINETUNE = {"strategies"} | TRAINING
@@ -236,6 +238,10 @@ def _prune(raw: dict, models: list[dict]) -> dict:
     has_train = all(prune.get("data") or m["train_data"] for m in models if m["role"] == "unpruned")
     reconstruct = prune.setdefault("reconstruct", has_train)
     require(isinstance(reconstruct, bool), f"[prune] reconstruct = {reconstruct!r}: give true or false")
+    progressive = prune.setdefault("progressive", False)
+    require(isinstance(progressive, bool), f"[prune] progressive = {progressive!r}: give true or false")
+    require(not progressive or (prune["ratios"] == sorted(set(prune["ratios"])) and not any(prune["depth"])),
+            "[prune] progressive prunes each ratio from the one before: give increasing ratios and no depth")
     require(not reconstruct or has_train, "[prune] reconstruct re-fits the pruned layers on training images: give "
                                           "[data] train or [prune] data, or set reconstruct = false")
     if prune["importance"] in ("taylor", "hessian") or any(prune["depth"]):
@@ -314,6 +320,8 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     models = _models(raw, base)
     prune = _prune(raw, models)
     per_strategy = _finetune(raw, models)
+    require(not prune["progressive"] or per_strategy, "[prune] progressive recovers between steps: give "
+                                                      "[finetune] strategies (the first one's model is pruned next)")
     profile = _profile(raw)
     budget = _budget(raw, profile["backends"])
     report = _table(raw.get("report", {}), "report", REPORT)

@@ -136,31 +136,39 @@ class Pipeline:
         init.unlink()
 
     def pruned(self, files: dict[str, Path]) -> list[dict]:
-        """Prune every unpruned model at every ratio; fine-tune each with every strategy."""
+        """Prune every unpruned model at every ratio; fine-tune each with every strategy.
+        Progressive: each ratio prunes the model the first strategy fine-tuned at the ratio
+        before (prune a step, recover, prune again), the teacher staying the unpruned model."""
         p = self.recipe["prune"]
         strategies = self.recipe["strategies"]
         entries = []
         units = [(m, r, d) for m in self.recipe["models"] if m["role"] == "unpruned"
                  for r, d in zip(p["ratios"], p["depth"])]
-        self.log(f"[2/5] prune: {len(units)} model(s) x ratio; [3/5] fine-tune: {len(strategies)} strateg(ies) each")
+        self.log(f"[2/5] prune: {len(units)} model(s) x ratio{' (progressive)' if p['progressive'] else ''}; "
+                 f"[3/5] fine-tune: {len(strategies)} strateg(ies) each")
+        previous: dict[str, tuple[Path, float, str]] = {}  # model -> (file to prune next, its ratio, its data)
         for m, ratio, depth in units:
+            source, done, source_data = previous.get(m["name"], (files[m["name"]], 0.0, "none"))
             name = f"{m['name']}-r{round(ratio * 100):02d}" + (f"-d{depth}" if depth else "")
             uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"]
             data = (p.get("data") or m["train_data"]) if uses_data else None
-            job = PruneJob(str(files[m["name"]]), str(self._path(name)), ratio, importance=p["importance"],
+            step = 1 - (1 - ratio) / (1 - done)  # of the channels left, to reach ``ratio`` of the original's
+            job = PruneJob(str(source), str(self._path(name)), step, importance=p["importance"],
                            scope=p["scope"], depth=depth or None, data=data, reconstruct=p["reconstruct"],
                            crop=p["crop"], ridge=p["ridge"],
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
-            pruned = self._stage(f"prune {m['name']} at {ratio}", self._path(name),
+            pruned = self._stage(f"prune {Path(source).stem} at {ratio}", self._path(name),
                                  lambda: prune_file(job, self.device))
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
                     "protocol": m["protocol"]}
             entries.append({**base, "path": str(pruned), "name": name, "role": "pruned", "strategy": None,
-                            "finetune_data": "none"})
-            for strategy, settings in strategies.items():
-                entries.append({**base, **self._finetune_pruned(pruned, f"{name}-{strategy_slug(strategy)}", strategy,
-                                                                settings, m, files[m["name"]]),
-                                "role": "pruned", "strategy": strategy})
+                            "finetune_data": source_data})
+            for i, (strategy, settings) in enumerate(strategies.items()):
+                tuned = self._finetune_pruned(pruned, f"{name}-{strategy_slug(strategy)}", strategy, settings, m,
+                                              files[m["name"]])
+                entries.append({**base, **tuned, "role": "pruned", "strategy": strategy})
+                if p["progressive"] and i == 0:
+                    previous[m["name"]] = (Path(tuned["path"]), ratio, tuned["finetune_data"])
         return entries
 
     def _finetune_pruned(self, pruned: Path, name: str, strategy: str, settings: dict, m: dict,
