@@ -35,6 +35,7 @@ from ..errors import require
 from . import allocator as alloc
 from .conditions import hardware, load_average, versions
 from .latency import measure_interleaved
+from .profiler import load_candidates
 
 CONV, PHYSICS, CALL = "spade::conv ", "spade::physics", "spade::call"
 #: physics methods timed as the physics (those a physics object has)
@@ -158,7 +159,6 @@ def breakdown_models(models: list[str], batch: int = 1, threads: int = 1, side: 
                      calls: int = 3, rounds: int = 3, min_run_time: float = 0.5, allocator: str = "pinned",
                      log: Callable[[str], None] = lambda msg: None) -> dict:
     """Breakdown of every model file (eager, CPU), with its latency measured interleaved."""
-    from .profiler import load_candidates  # the profiler's loading and example inputs
 
     require(calls >= 1, f"calls must be >= 1 (got {calls})")
     require(threads >= 1 and batch >= 1 and rounds >= 1, "threads, batch and rounds must be >= 1")
