@@ -193,7 +193,7 @@ def test_cli_prunes_a_model_given_as_module_function(tmp_path, capsys):
     assert restored.prior.in_conv.out_channels == 8 and restored(*example).shape == model(*example).shape
     for argv, message in ((["nowhere_module:build"], "cannot import 'nowhere_module'"),
                           (["deepinv_unrolled:nothing"], "has no function 'nothing'"),
-                          (["deepinv_unrolled:build", "--data", "embedded"], "--data measures images")):
+                          (["deepinv_unrolled:build", "--data", "embedded"], "measure images with a SPADE model file")):
         assert main(["prune", *argv[:1], "--ratio", "0.5", "--out", str(tmp_path / "x.pt"), *argv[1:]]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
