@@ -27,7 +27,8 @@ DEFAULTS = {
     "MAX_JSON_DEPTH": 32,            # nesting of a model spec, record or recipe
     "MAX_TENSOR_ELEMENTS": 2 ** 28,  # elements of one weight or physics tensor (1 GiB of float32)
     "MAX_TENSORS": 100_000,          # entries of one state dict
-    "MAX_BATCH": 4096,               # images in one example or timed batch
+    "MAX_BATCH": 4096,               # images in one example, training or timed batch
+    "MAX_SAMPLES": 1_000_000,        # images, patches or codes one command draws
 }
 #: the smallest image side: SSIM's 7 x 7 window
 MIN_IMAGE_SIDE = 7

@@ -326,6 +326,20 @@ def test_second_writer_of_one_out_is_refused(capsys, work):
     assert not (work / "locked.spade.lock").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["run", "RECIPE", "--out", "OUT"], ["demo", "--out", "OUT"], ["report", "RUN", "--out", "OUT"],
+    ["evaluate", "MODEL", "--data", "IMAGES", "--out", "OUT"], ["profile", "MODEL", "--out", "OUT"]])
+def test_a_folder_being_written_is_refused_to_a_second_writer(capsys, work, argv):
+    """Run, report and results folders are locked like model files: a second writer fails at
+    once, before reading anything (here the recipe and the run folder do not even exist)."""
+    out = work / "busy"
+    names = {"RECIPE": work / "none.toml", "OUT": out, "RUN": work / "results", "MODEL": work / "mri.spade",
+             "IMAGES": work / "images"}
+    with output_lock(out):
+        fails_cleanly(capsys, [str(names.get(a, a)) for a in argv], work, "is being written by process")
+    assert not out.exists() and not (work / "busy.lock").exists()
+
+
 @pytest.mark.slow
 def test_two_finetune_processes_on_one_out(work, tmp_path):
     """Two real fine-tuning runs started together on one --out: one writes, the other is refused."""
@@ -580,9 +594,20 @@ def test_provenance_may_hold_nan(tmp_path):
     (["profile", "MODEL", "--batch", "0"], "batch must be >= 1"),
     (["export", "MODEL", "--onnx", "OUT", "--side", "100000"], "SPADE_MAX_IMAGE_SIDE"),
     (["export", "MODEL", "--onnx", "OUT", "--batch", "-2"], "batch must be >= 1"),
+    (["finetune", "MODEL", "--strategy", "self-supervised", "--data", "IMAGES", "--steps", "1", "--patch", "100000",
+      "--out", "OUT"], "SPADE_MAX_IMAGE_SIDE"),
+    (["finetune", "MODEL", "--strategy", "self-supervised", "--data", "IMAGES", "--steps", "1", "--batch",
+      "100000", "--out", "OUT"], "SPADE_MAX_BATCH"),
+    (["finetune", "MODEL", "--strategy", "self-supervised", "--data", "IMAGES", "--steps", "1", "--patches",
+      "1000000000", "--out", "OUT"], "SPADE_MAX_SAMPLES"),
+    (["prune", "MODEL", "--ratio", "0.5", "--data", "IMAGES", "--samples", "1000000000", "--out", "OUT"],
+     "SPADE_MAX_SAMPLES"),
+    (["prune", "MODEL", "--ratio", "0.5", "--data", "IMAGES", "--crop", "4", "--out", "OUT"], "crop must be >= 8"),
+    (["evaluate", "MODEL", "--protocol", "nmse", "--samples", "1000000000"], "SPADE_MAX_SAMPLES"),
 ])
 def test_example_input_sizes_are_bounded(capsys, work, argv, expect):
-    subs = {"MODEL": work / "mri.spade", "OUT": work / "o.onnx"}
+    subs = {"MODEL": work / "mri.spade", "OUT": work / ("o.onnx" if argv[0] == "export" else "o.spade"),
+            "IMAGES": work / "images"}
     fails_cleanly(capsys, [subs.get(a, a) for a in argv], work, expect)
 
 

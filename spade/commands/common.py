@@ -31,14 +31,18 @@ def writes_output(attr: str = "out", inputs: tuple[str, ...] = ("model",), folde
     its lock while the command runs (see :func:`spade.fileio.check_output`).
 
     ``inputs``: the attributes naming input files the output must differ from; ``folder``:
-    for a folder output, ``folder(args)`` gives its path (``args.<attr>`` or a default).
+    for a folder output, ``folder(args)`` gives its path (``args.<attr>`` or a default; None:
+    the command writes no folder this time, nothing to lock).
     Under ``torchrun`` only rank 0, which writes, holds the lock.
     """
     def wrap(run):
         @functools.wraps(run)
         def guarded(args):
             if folder is not None:
-                out = check_output_dir(folder(args), f"--{attr}")
+                path = folder(args)
+                if path is None:
+                    return run(args)
+                out = check_output_dir(path, f"--{attr}")
             else:
                 out = check_output(getattr(args, attr), force=getattr(args, "force", False),
                                    inputs=[getattr(args, a, None) for a in inputs], what=f"--{attr}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from .common import add_device, add_json
+from .common import add_device, add_json, writes_output
 from .run import run_recipe
 
 
@@ -22,6 +22,7 @@ def add_parser(sub, name):
     p.set_defaults(handler=run)
 
 
+@writes_output(folder=lambda args: args.out)
 def run(args) -> int:
     with resources.as_file(resources.files("spade") / "recipes" / "demo.toml") as recipe:
         return run_recipe(recipe, args.out, None, args)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from ..data import channel_mode, load_images
 from ..errors import require
+from ..limits import check_count
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
 from ..report.collect import record_evaluation
-from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int
+from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
 
 def add_parser(sub, name):
@@ -31,13 +32,14 @@ def add_parser(sub, name):
     p.set_defaults(handler=run)
 
 
+@writes_output(folder=lambda args: args.out)
 def run(args) -> int:
     dev = device(args.device)
     loaded = load_model(args.model, dev)
     require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
     protocol = args.protocol or loaded.spec.get("protocol") or DEFAULT_PROTOCOL.get(loaded.physics.kind)
     if protocol == "nmse":
-        images = args.samples
+        images = check_count(args.samples, "MAX_SAMPLES", "--samples")
     else:
         require(args.data is not None, f"protocol '{protocol}' needs test images: give --data")
         channels = channel_mode(loaded.model.config.get("image_channels", 1))

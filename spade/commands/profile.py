@@ -7,7 +7,7 @@ import sys
 from ..errors import require
 from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
 from ..report.runfolder import add_profile
-from .common import add_device, add_json, device, emit_json, positive_float
+from .common import add_device, add_json, device, emit_json, positive_float, writes_output
 
 
 def add_parser(sub, name):
@@ -54,6 +54,7 @@ def _backends(values: list[str] | None) -> list[str]:
     return names or ["eager"]
 
 
+@writes_output(folder=lambda args: args.out)
 def run(args) -> int:
     if args.breakdown:
         return _run_breakdown(args)

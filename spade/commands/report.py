@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..report import write_report
-from .common import add_json, emit_json
+from .common import add_json, emit_json, writes_output
 
 
 def add_parser(sub, name):
@@ -18,6 +18,7 @@ def add_parser(sub, name):
     p.set_defaults(handler=run)
 
 
+@writes_output(folder=lambda args: args.out)
 def run(args) -> int:
     written = write_report(args.run_dir, args.out)
     if args.json:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..pipeline import run_pipeline
-from .common import add_device, add_json, device, emit_json
+from .common import add_device, add_json, device, emit_json, writes_output
 
 
 def add_parser(sub, name):
@@ -24,8 +24,13 @@ def add_parser(sub, name):
     p.set_defaults(handler=run)
 
 
+def run_dir(args) -> Path:
+    return Path(args.out or Path("runs") / Path(args.recipe).stem)
+
+
+@writes_output(folder=run_dir)
 def run(args) -> int:
-    return run_recipe(args.recipe, args.out or Path("runs") / Path(args.recipe).stem, args.report, args)
+    return run_recipe(args.recipe, run_dir(args), args.report, args)
 
 
 def run_recipe(recipe, out, report, args) -> int:

@@ -37,6 +37,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import require
+from ..limits import check_count
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -98,6 +99,9 @@ class TrainConfig:
         whole("batch", 1)
         for name in ("step_size", "checkpoint_every", "val_every", "patience", "seed", "patch", "patches"):
             whole(name, 0)
+        check_count(self.batch, "MAX_BATCH", f"{where}: batch")
+        check_count(self.patch, "MAX_IMAGE_SIDE", f"{where}: patch", minimum=0)
+        check_count(self.patches, "MAX_SAMPLES", f"{where}: patches", minimum=0)
         number("lr", 0, strict=True)
         for name in ("weight_decay", "min_lr", "clip"):
             number(name, 0)

@@ -7,6 +7,7 @@ import torch
 
 from ..data import example_pair, load_images
 from ..errors import require
+from ..limits import check_count
 from ..finetune.loop import image_channels
 from ..macs import MACS_COUNTER
 from ..models.adapter import from_factory, is_factory
@@ -50,12 +51,11 @@ class PruneJob:
                        reconstruct=self.refits)
         require(isinstance(self.ridge, (int, float)) and self.ridge > 0, f"ridge = {self.ridge!r}: give a number > 0, "
                                                                            "e.g. 1e-3")
-        require(self.crop is None or (isinstance(self.crop, int) and self.crop >= 8),
-                f"crop = {self.crop!r}: give a side of at least 8 pixels (or none)")
+        if self.crop is not None:
+            check_count(self.crop, "MAX_IMAGE_SIDE", "crop", minimum=8)
         require(self.latency is None or (self.ratio == 0 and self.depth is None),
                 "a latency target chooses the widths itself: drop --ratio and --depth")
-        require(isinstance(self.samples, int) and self.samples >= 1, f"samples = {self.samples!r}: give a whole "
-                                                                     "number >= 1")
+        check_count(self.samples, "MAX_SAMPLES", "samples")
 
 
     @property

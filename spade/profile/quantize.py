@@ -34,6 +34,7 @@ from ..data.images import Image
 from ..errors import SpadeError, require
 from ..evaluation import score
 from ..fileio import atomic_path
+from ..limits import check_count
 from ..models import load_model
 from . import allocator as alloc
 from .backends import Bound
@@ -118,7 +119,7 @@ def quantize_file(model: str, data: str, out: str, eval_data: str | None = None,
                   min_run_time: float = 0.5, seed: int = 0, log: Callable[[str], None] = lambda m: None) -> dict:
     """Quantize ``model`` (calibrated on ``data``) into the ONNX file ``out``; returns the
     report: PSNR/SSIM float vs INT8 on ``eval_data`` and interleaved timings."""
-    require(samples >= 1, f"samples = {samples}: give at least one calibration image")
+    check_count(samples, "MAX_SAMPLES", "samples")
     require(threads >= 1 and rounds >= 1 and min_run_time > 0, "threads and rounds must be >= 1, min run time > 0")
     require(str(out).endswith(".onnx"), f"the output {out} must be an .onnx file")
     require_onnx()
