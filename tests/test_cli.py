@@ -101,3 +101,30 @@ def test_bad_device(tmp_path):
     model = _mri_model(tmp_path)
     code, _, err = run_cli("evaluate", model, "--data", "embedded-mri", "--device", "tpu")
     assert code == 2 and "device" in err
+
+
+#: what stays unloaded while only arguments are read (torch, too, before a sub-command is named)
+HEAVY = ("torch_pruning", "matplotlib", "pandas", "onnx", "onnxruntime", "jinja2", "scipy", "skimage")
+IMPORT_PROBE = """
+import contextlib, io, json, sys
+from spade.cli import main
+seen = {}
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    seen[" ".join(argv)] = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(","))
+print(json.dumps(seen))
+"""
+
+
+def test_help_and_argument_errors_load_no_heavy_library():
+    top = [["--help"], ["--version"], ["nosuch"], []]
+    commands = [["evaluate"], ["profile", "--help"], ["export", "--bad"], ["quantize", "--help"]]
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE, json.dumps(top + commands), ",".join(HEAVY + ("torch",))],
+                          capture_output=True, text=True)
+    seen = json.loads(proc.stdout)
+    assert all(seen[" ".join(argv)] == [] for argv in top), seen  # not even torch
+    assert all(not set(seen[" ".join(argv)]) & set(HEAVY) for argv in commands), seen

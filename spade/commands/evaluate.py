@@ -10,10 +10,9 @@ from ..report.collect import record_evaluation
 from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="evaluate a model file on test images",
-                       description="Measure test images with the model's physics, reconstruct and score "
-                                   "them; the physics' starting point is scored too.")
+def add_arguments(p):
+    p.description = ("Measure test images with the model's physics, reconstruct and score "
+                     "them; the physics' starting point is scored too.")
     p.add_argument("model", help="SPADE model file")
     p.add_argument("--data",
                    help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...); "

@@ -48,9 +48,8 @@ def add_training_options(p) -> None:
     add_json(p)
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="fine-tune a (pruned) model with a strategy",
-                       description=__doc__.split("\n\n", 1)[1])
+def add_arguments(p):
+    p.description = __doc__.split("\n\n", 1)[1]
     p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model)")
     p.add_argument("--strategy", required=True,
                    help=f"NAME or NAME:WEIGHT,... (registered: {', '.join(available())})")

@@ -10,12 +10,11 @@ from ..report.runfolder import add_profile
 from .common import add_device, add_json, device, emit_json, positive_float, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="time models interleaved and report speedups, MACs, parameters and memory",
-                       description="Time model files on the same example input, interleaved in one run, and "
-                                   "report median/IQR latency, speedups against the baseline and the recursive "
-                                   "model of the same family, MACs, parameters and peak memory. Every backend's "
-                                   "output is checked against eager before its time is reported.")
+def add_arguments(p):
+    p.description = ("Time model files on the same example input, interleaved in one run, and "
+                     "report median/IQR latency, speedups against the baseline and the recursive "
+                     "model of the same family, MACs, parameters and peak memory. Every backend's "
+                     "output is checked against eager before its time is reported.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="SPADE model files")
     p.add_argument("--baseline", help="model the speedups are measured against (default: the first)")
     p.add_argument("--recursive", help="recursive reference (default: the recursive model of each family)")

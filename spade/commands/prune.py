@@ -11,11 +11,10 @@ from ..prune.api import SCOPES
 from .common import add_device, add_force, add_json, device, emit_json, positive_int, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="remove channels (and iterations) from a model, keeping the physics intact",
-                       description="Prune a SPADE model file: remove a fraction of the channels of its CNN priors "
-                                   "(and optionally whole iterations) while every channel tied to the physics keeps "
-                                   "its width; write a smaller model file.")
+def add_arguments(p):
+    p.description = ("Prune a SPADE model file: remove a fraction of the channels of its CNN priors "
+                     "(and optionally whole iterations) while every channel tied to the physics keeps "
+                     "its width; write a smaller model file.")
     p.add_argument("model", help="SPADE model file, or MODULE:FUNCTION: a function of yours returning "
                                  "(model, example_inputs); its pruned copy is written with spade.save_pruned")
     p.add_argument("--ratio", type=float, help="fraction of prunable channels to remove, in [0, 1)")

@@ -32,7 +32,7 @@ from ..fileio import write_text
 from ..finetune.loop import TEST_TIME
 from ..jobs import FinetuneJob, ImportJob, PruneJob, TrainJob, finetune_file, import_file, prune_file, train_recipe
 from ..models import create_model, get_family, load_model, save_model
-from ..report import write_report
+from ..report.render import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
 from .budget import choose_within_budget
