@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib import metadata
 
+from . import __version__
 from .errors import SpadeError
 from .fileio import os_error
 
@@ -39,11 +41,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
 
 
+def version() -> str:
+    """The installed package's version; ``spade.__version__`` when it is not installed."""
+    try:
+        return metadata.version("spade")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``spade`` parser; only ``command``'s sub-parser gets its arguments (and its
     module imported, by name: the lazy loading that keeps ``spade --help`` fast)."""
     parser = OneLineParser(
         prog="spade", description="Prune, fine-tune and profile model-based (unrolled) deep networks.")
+    parser.add_argument("--version", action="version", version=f"spade {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, summary) in COMMANDS.items():

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
 
+import spade
 from spade.cli import main
 from spade.models import create_model, save_model
 from spade.physics import MRI, random_mask
@@ -23,6 +25,18 @@ def run_cli(*args):
 def test_help_lists_subcommands():
     code, out, _ = run_cli("--help")
     assert code == 0 and "models" in out and "evaluate" in out and "import" in out
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_version_is_the_installed_package_s(monkeypatch, capsys, installed):
+    if not installed:
+        def missing(name):
+            raise metadata.PackageNotFoundError(name)
+        monkeypatch.setattr(metadata, "version", missing)
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    expected = metadata.version("spade") if installed else spade.__version__
+    assert stop.value.code == 0 and capsys.readouterr().out == f"spade {expected}\n"
 
 
 def test_models_json(capsys):
