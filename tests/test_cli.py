@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -12,7 +13,7 @@ import scipy.io
 import torch
 
 import spade
-from spade.cli import main
+from spade.cli import COMMANDS, main
 from spade.models import create_model, save_model
 from spade.physics import MRI, random_mask
 
@@ -121,7 +122,7 @@ def test_bad_device(tmp_path):
 HEAVY = ("torch_pruning", "matplotlib", "pandas", "onnx", "onnxruntime", "jinja2", "scipy", "skimage")
 IMPORT_PROBE = """
 import contextlib, io, json, sys
-from spade.cli import main
+from spade.cli import COMMANDS, main
 seen = {}
 for argv in json.loads(sys.argv[1]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -142,3 +143,12 @@ def test_help_and_argument_errors_load_no_heavy_library():
     seen = json.loads(proc.stdout)
     assert all(seen[" ".join(argv)] == [] for argv in top), seen  # not even torch
     assert all(not set(seen[" ".join(argv)]) & set(HEAVY) for argv in commands), seen
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_texts_hold_no_sphinx_or_markdown_markup(capsys, command):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"] if command else ["--help"])
+    text = capsys.readouterr().out
+    assert stop.value.code == 0 and "usage: spade" in text
+    assert "`" not in text and not re.search(r":(func|mod|class|meth|attr|data):", text), text

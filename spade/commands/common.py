@@ -6,12 +6,19 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 
 import torch
 
 from ..errors import SpadeError, require
 from ..fileio import check_output, check_output_dir, output_lock
+
+
+def help_description(docstring: str) -> str:
+    """A command module's docstring after its first paragraph, as ``--help`` text: Sphinx
+    roles and literals (:mod:`x`, ``x``) become the plain words."""
+    return re.sub(r"(?::\w+:)?`+~?([^`]+?)`+", r"\1", docstring.split("\n\n", 1)[1])
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

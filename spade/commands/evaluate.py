@@ -25,7 +25,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--out", metavar="DIR",
                    help="also add the scores and a sample image to run folder DIR (created if missing) for "
-                        "`spade report DIR`")
+                        "'spade report DIR'")
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)

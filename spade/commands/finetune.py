@@ -17,7 +17,8 @@ from ..finetune import distributed as dist
 from ..finetune.config import DATA_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 from ..finetune.losses import METRICS
 from ..jobs import FinetuneJob, finetune_file
-from .common import add_device, add_force, add_json, device, emit_json, nonneg_float, positive_int, writes_output
+from .common import (add_device, add_force, add_json, device, emit_json, help_description, nonneg_float, positive_int,
+                     writes_output)
 
 
 def add_training_options(p) -> None:
@@ -49,7 +50,7 @@ def add_training_options(p) -> None:
 
 
 def add_arguments(p):
-    p.description = __doc__.split("\n\n", 1)[1]
+    p.description = help_description(__doc__)
     p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model)")
     p.add_argument("--strategy", required=True,
                    help=f"NAME or NAME:WEIGHT,... (registered: {', '.join(available())})")

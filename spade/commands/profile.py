@@ -34,7 +34,7 @@ def add_arguments(p):
     p.add_argument("--allocator", default="pinned",
                    help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")
     p.add_argument("--out", metavar="DIR",
-                   help="also add the results to run folder DIR (created if missing) for `spade report DIR`")
+                   help="also add the results to run folder DIR (created if missing) for 'spade report DIR'")
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)

@@ -10,8 +10,8 @@ def add_arguments(p):
                      "OUT/results.csv, OUT/summary.md, OUT/report.html (self-contained) and "
                      "OUT/figures/*.png.")
     p.add_argument("run_dir", metavar="RUN",
-                   help="a run folder (results.jsonl, samples/: from `spade profile/evaluate --out`) or the output "
-                        "folder of `spade run`")
+                   help="a run folder (results.jsonl, samples/: from 'spade profile/evaluate --out') or the output "
+                        "folder of 'spade run'")
     p.add_argument("--out", help="report folder to write (default: report/ beside the results)")
     add_json(p)
     p.set_defaults(handler=run)
