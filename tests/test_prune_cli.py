@@ -32,8 +32,8 @@ def run_json(capsys, *argv):
 
 def test_prune_json_reload_evaluate(files, capsys):
     out = files / "half.pt"
-    report = run_json(capsys, "prune", str(files / "ista.pt"), "--ratio", "0.5", "--round-to", "8", "--out",
-                      str(out), "--json")
+    report = run_json(capsys, "prune", str(files / "ista.pt"), "--ratio", "0.5", "--round-to", "8", "--prune-steps",
+                      "2", "--out", str(out), "--json")
     for key in ("params_before", "params_after", "macs_before", "macs_after", "widths_before", "widths_after"):
         assert key in report
     assert report["params_after"] < report["params_before"] / 3 and report["macs_after"] < report["macs_before"]
@@ -42,7 +42,7 @@ def test_prune_json_reload_evaluate(files, capsys):
     assert report["macs_image"] == [1, 1, 264, 264]
     loaded = load_model(out)
     spec = loaded.spec
-    assert spec["pruning"]["criterion"] == "l1" and spec["pruning"]["round_to"] == 8
+    assert spec["pruning"]["criterion"] == "l1" and spec["pruning"]["round_to"] == 8 and spec["pruning"]["steps"] == 2
     assert spec["source"] == {"note": "test"} and spec["protocol"] == "ista-cs"
     assert spec["widths"]["sharing.blocks.1.conv1_forward"] == [16, 16]
     scores = run_json(capsys, "evaluate", str(out), "--data", str(files / "images"), "--json")
@@ -74,6 +74,15 @@ def test_errors_write_nothing(files, capsys, args, message):
     code = main(base + (args if "--ratio" in args else ["--ratio", "0.5"] + args))
     assert code == 2 and message in capsys.readouterr().err
     assert not out.exists() and not any(p.name.startswith(".never") for p in files.iterdir())
+
+
+def test_steps_is_finetune_s_flag_only(files, capsys):
+    """--steps means optimisation steps (finetune); pruning steps are --prune-steps."""
+    out = files / "never.pt"
+    with pytest.raises(SystemExit) as stop:
+        main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--steps", "2", "--out", str(out)])
+    assert stop.value.code == 2 and "unrecognized arguments: --steps" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_missing_model_file(files, capsys):

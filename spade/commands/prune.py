@@ -30,7 +30,8 @@ def add_arguments(p):
     p.add_argument("--importance", default="l1", help=f"channel criterion: {', '.join(CRITERIA)} (default l1)")
     p.add_argument("--scope", default="uniform", help=f"{' or '.join(SCOPES)}: every group loses the same "
                                                        "fraction, or channels ranked jointly (default uniform)")
-    p.add_argument("--steps", type=positive_int, default=1, help="prune in N steps, re-scoring between (default 1)")
+    p.add_argument("--prune-steps", type=positive_int, default=1, metavar="N",
+                   help="prune in N steps, re-scoring between (default 1)")
     p.add_argument("--round-to", type=positive_int, default=None, help="round kept widths to a multiple of N")
     p.add_argument("--depth", type=positive_int, default=None, help="also remove K unrolled iterations/stages")
     p.add_argument("--data", help="images measured with the model's physics for taylor/hessian and --depth: a "
@@ -61,7 +62,7 @@ def run(args) -> int:
     require(budgeted or args.latency_table is None, "--latency-table goes with --target-speedup or --target-ms")
     latency = LatencyTarget(args.target_speedup, args.target_ms, args.latency_table, args.threads) if budgeted else None
     job = PruneJob(args.model, args.out, args.ratio or 0.0, latency=latency, importance=args.importance,
-                   scope=args.scope, steps=args.steps, round_to=args.round_to, depth=args.depth, data=args.data,
+                   scope=args.scope, steps=args.prune_steps, round_to=args.round_to, depth=args.depth, data=args.data,
                    samples=args.samples, crop=args.crop, reconstruct=args.reconstruct, ridge=args.ridge,
                    protect=tuple(args.protect), seed=args.seed)
     summary = prune_file(job, device(args.device))
