@@ -8,6 +8,8 @@ import pytest
 from PIL import Image as PILImage
 
 from spade.cli import main
+from spade.commands import prune as prune_command
+from spade.jobs import prune_file
 from spade.data import embedded_photos
 from spade.models import create_model, load_model, save_model
 from spade.physics import BlockCS
@@ -61,6 +63,22 @@ def test_prune_with_data_and_depth_text_output(files, capsys):
     again = files / "again.pt"
     assert main(["prune", str(out), "--ratio", "0.5", "--out", str(again)]) == 0
     assert load_model(again).spec["pruning"]["previous"]["criterion"] == "taylor"
+
+
+def test_long_group_names_are_shortened_visibly(files, capsys, monkeypatch):
+    long = "sharing.blocks.0." + "a_very_long_layer_name_" * 4 + "conv_out"
+
+    def with_a_long_interface(job, dev):
+        summary = prune_file(job, dev)
+        summary["interfaces"][long] = "feeds the physics"
+        return summary
+
+    monkeypatch.setattr(prune_command, "prune_file", with_a_long_interface)
+    assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--out", str(files / "long.pt")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.endswith(": feeds the physics"))
+    name = line.strip()[:-len(": feeds the physics")]
+    assert len(name) == 70 and "..." in name and long.startswith(name.split("...")[0])
+    assert long.endswith(name.split("...")[1])
 
 
 @pytest.mark.parametrize("args, message", [

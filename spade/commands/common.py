@@ -102,6 +102,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: a longer one keeps its start and its end
+    around '...' (never cut without saying so)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 2
+    return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+
+
 def emit_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=float, allow_nan=True)
     sys.stdout.write("\n")

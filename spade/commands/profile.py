@@ -7,7 +7,7 @@ import sys
 from ..errors import require
 from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
 from ..report.runfolder import add_profile
-from .common import add_device, add_json, device, emit_json, positive_float, writes_output
+from .common import add_device, add_json, device, emit_json, positive_float, shorten, writes_output
 
 
 def add_arguments(p):
@@ -124,7 +124,7 @@ def render_text(result: dict) -> str:
                  + f"{'params':>9} {'GMACs':>7} {'peak MB':>8} {'faults/call':>11}")
     failed, flagged = [], []
     for e in result["models"]:
-        head = f"{e['name'][:18]:<18} {e['role']:<9} {e['backend']:<13}"
+        head = f"{shorten(e['name'], 18):<18} {e['role']:<9} {e['backend']:<13}"
         cost = f"{e['params']:>9,} {e['macs'] / 1e9:>7.3f} {e['peak_mem_mb']:>8.1f}"
         if several:
             vs_eager = e["speedup_vs_baseline_eager"]

@@ -8,7 +8,7 @@ from ..jobs import PruneJob, prune_file
 from ..jobs.latency_budget import LatencyTarget
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
-from .common import add_device, add_force, add_json, device, emit_json, positive_int, writes_output
+from .common import add_device, add_force, add_json, device, emit_json, positive_int, shorten, writes_output
 
 
 def add_arguments(p):
@@ -99,4 +99,4 @@ def _print(s: dict) -> None:
               + (f"; not re-fitted: {', '.join(r['skipped'])}" if r["skipped"] else ""))
     print(f"  {len(changed)} group(s) of layers pruned, {len(s['interfaces'])} kept at full width:")
     for group, reason in s["interfaces"].items():
-        print(f"    {group[:70]}: {reason}")
+        print(f"    {shorten(group, 70)}: {reason}")
