@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import require
+from ..errors import SpadeError, require
 from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
 from ..report.runfolder import add_profile
 from .common import add_device, add_json, device, emit_json, positive_float, shorten, writes_output
@@ -68,6 +68,11 @@ def run(args) -> int:
         emit_json(result)
     else:
         print(render_text(result))
+    failed = [e for e in result["models"] if e["status"] != "ok"]
+    if failed:  # reported with the results above; the run still did not measure all it was asked to
+        first = failed[0]
+        raise SpadeError(f"backend {first['backend']} failed for {first['name']}: {first['error']}"
+                         + (f" (and {len(failed) - 1} more failure(s), marked FAILED)" if len(failed) > 1 else ""))
     return 0
 
 
