@@ -116,3 +116,14 @@ def test_a_failed_backend_is_reported_then_exits_2(tiny, tmp_path, capsys, monke
     assert captured.err.splitlines()[-1] == ("spade profile: error: backend broken failed for "
                                              "a-tiny-model-with-a-long-name: RuntimeError: no kernel for this layer")
     assert read_records(run)[0]["latency"]  # and written to the run folder
+
+
+def test_a_model_spade_file_goes_by_its_folder_s_name(tiny, tmp_path, capsys):
+    """``spade train`` writes DIR/model.spade: the table and the run folder say DIR."""
+    paths = []
+    for key, folder in (("base", "train/cs-base"), ("half", "prune/cs-half")):
+        (tmp_path / folder).mkdir(parents=True)
+        paths.append(shutil.copy(tiny[key], tmp_path / folder / "model.spade"))
+    out = _profile(capsys, *paths, "--out", tmp_path / "run")
+    assert [e["name"] for e in out["models"]] == ["cs-base", "cs-half"] and out["baseline"] == "cs-base"
+    assert [r["name"] for r in read_records(tmp_path / "run")] == ["cs-base", "cs-half"]
