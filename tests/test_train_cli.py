@@ -70,6 +70,12 @@ def test_train_end_to_end(tmp_path, capsys, ratio):
     history = json.loads((out / "history.json").read_text())
     assert [s["step"] for s in history["steps"]] == list(range(1, 7)) and len(history["validations"]) == 2
     assert not (out / "checkpoint.pt").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.spade"), "--json"]) == 0  # without --data: the held-out image
+    scores = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in scores["per_image"]] == training["val_images"] and len(training["val_images"]) == 1
+    if ratio == "0.25":  # one operator: the validation score is this evaluation's (several: their mean)
+        assert scores["psnr"] == pytest.approx(training["val_psnr"])
 
 
 @pytest.mark.parametrize("extra, message", [
