@@ -152,3 +152,17 @@ def test_help_texts_hold_no_sphinx_or_markdown_markup(capsys, command):
     text = capsys.readouterr().out
     assert stop.value.code == 0 and "usage: spade" in text
     assert "`" not in text and not re.search(r":(func|mod|class|meth|attr|data):", text), text
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"val_images": ["nowhere"], "data": "embedded-mri"}, "validation images ['nowhere'] are not in embedded-mri"),
+    ({"val_images": ["a"], "data": 3}, "validation record names no image source"),
+    ({"val_images": [], "data": "embedded-mri"}, "needs test images: give --data"),
+])
+def test_evaluate_without_data_needs_a_usable_validation_record(tmp_path, capsys, training, message):
+    path = tmp_path / "mri.spade"
+    save_model(path, create_model("ista-net-plus", phases=1, channels=4, block_size=None),
+               MRI(random_mask((32, 32), 4, 0.1), real_image=True, centered=False), training=training)
+    assert main(["evaluate", str(path), "--protocol", "fastmri"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("spade evaluate: error: ") and message in err

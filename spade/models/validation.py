@@ -20,10 +20,12 @@ def validation_images(spec: dict, channels: str) -> tuple[str, list[Image]] | No
     """``(source, images)`` that validated the latest run of a model file (its fine-tuning,
     else its training), or None when that run had no validation images."""
     record = spec.get("finetuning") or spec.get("training") or {}
-    names = record.get("val_images")
+    names = record.get("val_images") if isinstance(record, dict) else None
     if not names:
         return None
-    source = record.get("val") or record["data"]
+    source = record.get("val") or record.get("data")
+    require(isinstance(source, str) and isinstance(names, list) and all(isinstance(n, str) for n in names),
+            "the model file's validation record names no image source and image names: give --data")
     images = [img for img in load_images(source, channels) if img.name in names]
     missing = sorted(set(names) - {img.name for img in images})
     require(not missing, f"the model file's validation images {missing[:3]} are not in {source} any more: "
