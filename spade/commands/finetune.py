@@ -91,9 +91,12 @@ def print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         emit_json(summary)
         return
-    val = f", validation PSNR {summary['best_psnr']:.2f} dB (step {summary['best_step']})" if summary["best_psnr"] else ""
-    print(f"wrote {summary['out']}: {summary['strategy']} on {summary['data_used']} of {summary['data']} "
-          f"({summary['finetune_data']}), loss {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}{val}")
+    parts = [] if summary["best_psnr"] is None else [
+        f"validation PSNR {summary['best_psnr']:.2f} dB (best, step {summary['best_step']})"]
+    parts.append(f"{summary['strategy']} on {summary['data_used']} of {summary['data']} ({summary['finetune_data']})")
+    if summary["first_loss"] is not None:  # one batch each: a trace of the run, not its score
+        parts.append(f"loss (batch) {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}")
+    print(f"wrote {summary['out']}: " + "; ".join(parts))
 
 
 @writes_output(inputs=("model", "teacher"))
