@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from importlib import metadata
 
 from . import __version__
@@ -64,11 +66,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops a command as Ctrl-C does: locks released, temporaries removed
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # the top-level options take no value: the first other word names the sub-command
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set handlers
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         return int(args.handler(args) or 0)
     except SpadeError as exc:
@@ -78,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spade {args.command}: error: {os_error(exc.filename or '', exc, 'cannot use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spade {args.command}: interrupted", file=sys.stderr)
+        how = "; run the same command with --resume to continue where it stopped" if "resume" in args else ""
+        print(f"spade {args.command}: interrupted{how}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
