@@ -1,4 +1,4 @@
-"""The ``spade`` command: one sub-command per module in ``spade.commands``.
+"""The ``spade`` command: one sub-command per module in :mod:`spade.commands`.
 
 Errors caused by input (files, names, values) print one line ``spade CMD: error: ...``
 and exit with status 2; nothing is left half-written (outputs are written atomically).

@@ -72,7 +72,7 @@ def run(args) -> int:
     if failed:  # reported with the results above; the run still did not measure all it was asked to
         first = failed[0]
         raise SpadeError(f"backend {first['backend']} failed for {first['name']}: {first['error']}"
-                         + (f" (and {len(failed) - 1} more failure(s), marked FAILED)" if len(failed) > 1 else ""))
+                         + (f" (and {len(failed) - 1} more failed backend run(s))" if len(failed) > 1 else ""))
     return 0
 
 
