@@ -11,5 +11,4 @@ from .registry import count_parameters, create_model, families, get_family
 from .sharing import MODES, Modulation, Sharing
 
 __all__ = ["Adapter", "from_factory", "ReconstructionNet", "LoadedModel", "load_model", "model_name", "model_names",
-           "save_model", "count_parameters", "create_model",
-           "families", "get_family", "MODES", "Modulation", "Sharing"]
+           "save_model", "count_parameters", "create_model", "families", "get_family", "MODES", "Modulation", "Sharing"]
