@@ -2,30 +2,37 @@
 
 Errors caused by input (files, names, values) print one line ``spade CMD: error: ...``
 and exit with status 2; nothing is left half-written (outputs are written atomically).
+Only the module of the sub-command named on the command line is imported, so that
+``spade --help``, ``spade --version`` and a mistyped command answer without loading torch
+and the libraries behind the commands.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from importlib import metadata
 
+from . import __version__
 from .errors import SpadeError
 from .fileio import os_error
 
-#: sub-command name -> module in spade.commands (each has ``add_parser`` and ``run``)
+#: sub-command name -> (module in spade.commands with ``add_arguments(parser)``, one-line summary)
 COMMANDS = {
-    "models": "models",
-    "import": "import_model",
-    "evaluate": "evaluate",
-    "train": "train",
-    "finetune": "finetune",
-    "prune": "prune",
-    "profile": "profile",
-    "report": "report",
-    "export": "export",
-    "quantize": "quantize",
-    "run": "run",
-    "demo": "demo",
+    "models": ("models", "list model families, sharing modes and parameter counts"),
+    "import": ("import_model", "convert official pretrained weights into a SPADE model file"),
+    "evaluate": ("evaluate", "evaluate a model file on test images"),
+    "train": ("train", "train a model from scratch with a TOML recipe"),
+    "finetune": ("finetune", "fine-tune a (pruned) model with a strategy"),
+    "prune": ("prune", "remove channels (and iterations) from a model, keeping the physics intact"),
+    "profile": ("profile", "time models interleaved and report speedups, MACs, parameters and memory"),
+    "report": ("report", "write a speed/quality report (CSV, Markdown, figures, HTML) from a run directory"),
+    "export": ("export", "export a model with its physics to ONNX, verified against PyTorch"),
+    "quantize": ("quantize", "post-training static INT8 quantization of the priors (ONNX Runtime, CPU)"),
+    "run": ("run", "run a recipe: models, prune sweep, fine-tuning, evaluation, profile, report"),
+    "demo": ("demo", "run the demo pipeline on the embedded images (a few minutes on CPU)"),
 }
 
 
@@ -36,19 +43,40 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version() -> str:
+    """The installed package's version; ``spade.__version__`` when it is not installed."""
+    try:
+        return metadata.version("spade")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``spade`` parser; only ``command``'s sub-parser gets its arguments (and its
+    module imported, by name: the lazy loading that keeps ``spade --help`` fast)."""
     parser = OneLineParser(
         prog="spade", description="Prune, fine-tune and profile model-based (unrolled) deep networks.")
+    parser.add_argument("--version", action="version", version=f"spade {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in COMMANDS.items():
-        importlib.import_module(f".commands.{module}", __package__).add_parser(sub, name)
+    for name, (module, summary) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == command:
+            importlib.import_module(f".commands.{module}", __package__).add_arguments(p)
     return parser
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops a command as Ctrl-C does: locks released, temporaries removed
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # the top-level options take no value: the first other word names the sub-command
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set handlers
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         return int(args.handler(args) or 0)
     except SpadeError as exc:
@@ -58,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spade {args.command}: error: {os_error(exc.filename or '', exc, 'cannot use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spade {args.command}: interrupted", file=sys.stderr)
+        how = "; run the same command with --resume to continue where it stopped" if "resume" in args else ""
+        print(f"spade {args.command}: interrupted{how}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

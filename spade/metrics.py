@@ -12,15 +12,16 @@ NumPy arrays (or tensors) of shape (H, W) or (C, H, W) and returns Python floats
   with ``data_range=255`` and its default 7x7 uniform window.
 * ``nmse_db``: NMSE in dB, for sparse recovery (LISTA).
 
-SSIM is scikit-image's ``structural_similarity`` in every protocol.
+SSIM is scikit-image's ``structural_similarity`` in every protocol. scikit-image (and
+SciPy behind it) is imported when a function first needs it: a command that only parses
+its arguments does not load it.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from skimage.color import rgb2ycbcr
-from skimage.metrics import structural_similarity
+
 
 def _np(a) -> np.ndarray:
     if hasattr(a, "detach"):
@@ -40,6 +41,8 @@ def psnr(x, ref, data_range: float) -> float:
 def ssim(x, ref, data_range: float) -> float:
     """scikit-image SSIM (default 7x7 uniform window) of 2-D images or (C, H, W) stacks
     (channels averaged)."""
+    from skimage.metrics import structural_similarity
+
     x, ref = _np(x), _np(ref)
     if x.ndim == 3:
         return float(np.mean([structural_similarity(a, b, data_range=data_range) for a, b in zip(x, ref)]))
@@ -69,6 +72,8 @@ def luminance(img, scale255: bool = True) -> np.ndarray:
     (1, H, W) or (H, W) grey image is returned as is (times 255)."""
     img = _np(img)
     if img.ndim == 3 and img.shape[0] == 3:
+        from skimage.color import rgb2ycbcr
+
         y = rgb2ycbcr(np.clip(np.moveaxis(img, 0, -1), 0, 1))[..., 0]
         return y if scale255 else y / 255.0
     img = img[0] if img.ndim == 3 else img

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
 
-from spade.cli import main
+import spade
+from spade.cli import COMMANDS, main
 from spade.models import create_model, save_model
 from spade.physics import MRI, random_mask
 
@@ -23,6 +26,18 @@ def run_cli(*args):
 def test_help_lists_subcommands():
     code, out, _ = run_cli("--help")
     assert code == 0 and "models" in out and "evaluate" in out and "import" in out
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_version_is_the_installed_package_s(monkeypatch, capsys, installed):
+    if not installed:
+        def missing(name):
+            raise metadata.PackageNotFoundError(name)
+        monkeypatch.setattr(metadata, "version", missing)
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    expected = metadata.version("spade") if installed else spade.__version__
+    assert stop.value.code == 0 and capsys.readouterr().out == f"spade {expected}\n"
 
 
 def test_models_json(capsys):
@@ -101,3 +116,53 @@ def test_bad_device(tmp_path):
     model = _mri_model(tmp_path)
     code, _, err = run_cli("evaluate", model, "--data", "embedded-mri", "--device", "tpu")
     assert code == 2 and "device" in err
+
+
+#: what stays unloaded while only arguments are read (torch, too, before a sub-command is named)
+HEAVY = ("torch_pruning", "matplotlib", "pandas", "onnx", "onnxruntime", "jinja2", "scipy", "skimage")
+IMPORT_PROBE = """
+import contextlib, io, json, sys
+from spade.cli import COMMANDS, main
+seen = {}
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    seen[" ".join(argv)] = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(","))
+print(json.dumps(seen))
+"""
+
+
+def test_help_and_argument_errors_load_no_heavy_library():
+    top = [["--help"], ["--version"], ["nosuch"], []]
+    commands = [["evaluate"], ["profile", "--help"], ["export", "--bad"], ["quantize", "--help"]]
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE, json.dumps(top + commands), ",".join(HEAVY + ("torch",))],
+                          capture_output=True, text=True)
+    seen = json.loads(proc.stdout)
+    assert all(seen[" ".join(argv)] == [] for argv in top), seen  # not even torch
+    assert all(not set(seen[" ".join(argv)]) & set(HEAVY) for argv in commands), seen
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_texts_hold_no_sphinx_or_markdown_markup(capsys, command):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"] if command else ["--help"])
+    text = capsys.readouterr().out
+    assert stop.value.code == 0 and "usage: spade" in text
+    assert "`" not in text and not re.search(r":(func|mod|class|meth|attr|data):", text), text
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"val_images": ["nowhere"], "data": "embedded-mri"}, "validation images ['nowhere'] are not in embedded-mri"),
+    ({"val_images": ["a"], "data": 3}, "validation record names no image source"),
+    ({"val_images": [], "data": "embedded-mri"}, "needs test images: give --data"),
+])
+def test_evaluate_without_data_needs_a_usable_validation_record(tmp_path, capsys, training, message):
+    path = tmp_path / "mri.spade"
+    save_model(path, create_model("ista-net-plus", phases=1, channels=4, block_size=None),
+               MRI(random_mask((32, 32), 4, 0.1), real_image=True, centered=False), training=training)
+    assert main(["evaluate", str(path), "--protocol", "fastmri"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("spade evaluate: error: ") and message in err

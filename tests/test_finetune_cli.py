@@ -38,13 +38,23 @@ def test_supervised_end_to_end(files, capsys):
                  "--lr", "1e-3", "--val-every", "2", "--out", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert code == 0
-    assert "data: patches measured on the fly" in text and f"wrote {out}" in text
+    assert "data: patches measured on the fly" in text
+    assert re.search(rf"^wrote {re.escape(str(out))}: validation PSNR \d+\.\d\d dB \(best, step [24]\); supervised on "
+                     r"patches measured on the fly of .*; loss \(batch\) \S+ -> \S+$", text, re.M), text
     loaded = load_model(out)
     spec = loaded.spec
     assert spec["pruning"] == {"ratio": 0.5} and spec["protocol"] == "ista-cs"  # provenance kept
     ft = spec["finetuning"]
     assert ft["data_used"] == "patches measured on the fly" and ft["steps_run"] == 4 and ft["options"] == {"supervised": {"metric": "l1"}}
     assert len(ft["validations"]) == 2 and ft["best_psnr"] > 0
+    assert ft["val"] == str(files / "train") and len(ft["val_images"]) == 1
+    assert main(["evaluate", str(out), "--json"]) == 0  # without --data: the held-out image, scored again
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["data"] == f"{files / 'train'} (validation)" and [r["image"] for r in scores["per_image"]] == ft["val_images"]
+    assert scores["psnr"] == pytest.approx(ft["best_psnr"])
+    assert main(["evaluate", str(files / "student.spade")]) == 2  # a file that names no validation images
+    assert capsys.readouterr().err.strip() == ("spade evaluate: error: protocol 'ista-cs' needs test images: give --data "
+                                               "(the model file names no validation images)")
     before = load_model(files / "student.spade").model.state_dict()
     assert any(not torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
     assert not (files / "ft.spade.ckpt").exists()

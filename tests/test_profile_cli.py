@@ -9,6 +9,8 @@ import pytest
 
 from spade.cli import main
 from spade.models import count_parameters, load_model
+from spade.profile import BACKENDS
+from spade.report import read_records
 from tiny_nets import one_thread, tiny  # noqa: F401  (fixtures)
 
 FAST = ["--threads", "1", "--side", "33", "--rounds", "2", "--max-rounds", "4", "--min-run-time", "0.001"]
@@ -95,3 +97,33 @@ def test_two_recursive_models_need_a_choice(tiny, tmp_path, capsys):
     shutil.copy(tiny["rec"], other)
     assert main(["profile", str(tiny["base"]), str(tiny["rec"]), str(other), *FAST]) == 2
     assert "--recursive" in capsys.readouterr().err
+
+
+def test_a_failed_backend_is_reported_then_exits_2(tiny, tmp_path, capsys, monkeypatch):
+    def broken(bound, y, threads, device):
+        raise RuntimeError("no kernel for this layer")
+
+    monkeypatch.setitem(BACKENDS, "broken", (broken, "a backend that cannot run"))
+    model = tmp_path / "a-tiny-model-with-a-long-name.spade"
+    shutil.copy(tiny["half"], model)
+    run = tmp_path / "run"
+    assert main(["profile", str(model), "--backend", "eager,broken", "--out", str(run), *FAST]) == 2
+    captured = capsys.readouterr()
+    rows = [line.split() for line in captured.out.splitlines() if line.startswith("a-tiny-...")]
+    assert [r[:4] for r in rows] == [["a-tiny-...ong-name", "pruned", "eager", rows[0][3]],
+                                     ["a-tiny-...ong-name", "pruned", "broken", "FAILED"]]
+    assert float(rows[0][3]) > 0  # the backend that ran is reported
+    assert captured.err.splitlines()[-1] == ("spade profile: error: backend broken failed for "
+                                             "a-tiny-model-with-a-long-name: RuntimeError: no kernel for this layer")
+    assert read_records(run)[0]["latency"]  # and written to the run folder
+
+
+def test_a_model_spade_file_goes_by_its_folder_s_name(tiny, tmp_path, capsys):
+    """``spade train`` writes DIR/model.spade: the table and the run folder say DIR."""
+    paths = []
+    for key, folder in (("base", "train/cs-base"), ("half", "prune/cs-half")):
+        (tmp_path / folder).mkdir(parents=True)
+        paths.append(shutil.copy(tiny[key], tmp_path / folder / "model.spade"))
+    out = _profile(capsys, *paths, "--out", tmp_path / "run")
+    assert [e["name"] for e in out["models"]] == ["cs-base", "cs-half"] and out["baseline"] == "cs-base"
+    assert [r["name"] for r in read_records(tmp_path / "run")] == ["cs-base", "cs-half"]

@@ -8,6 +8,8 @@ import pytest
 from PIL import Image as PILImage
 
 from spade.cli import main
+from spade.commands import prune as prune_command
+from spade.jobs import prune_file
 from spade.data import embedded_photos
 from spade.models import create_model, load_model, save_model
 from spade.physics import BlockCS
@@ -32,8 +34,8 @@ def run_json(capsys, *argv):
 
 def test_prune_json_reload_evaluate(files, capsys):
     out = files / "half.pt"
-    report = run_json(capsys, "prune", str(files / "ista.pt"), "--ratio", "0.5", "--round-to", "8", "--out",
-                      str(out), "--json")
+    report = run_json(capsys, "prune", str(files / "ista.pt"), "--ratio", "0.5", "--round-to", "8", "--prune-steps",
+                      "2", "--out", str(out), "--json")
     for key in ("params_before", "params_after", "macs_before", "macs_after", "widths_before", "widths_after"):
         assert key in report
     assert report["params_after"] < report["params_before"] / 3 and report["macs_after"] < report["macs_before"]
@@ -42,7 +44,7 @@ def test_prune_json_reload_evaluate(files, capsys):
     assert report["macs_image"] == [1, 1, 264, 264]
     loaded = load_model(out)
     spec = loaded.spec
-    assert spec["pruning"]["criterion"] == "l1" and spec["pruning"]["round_to"] == 8
+    assert spec["pruning"]["criterion"] == "l1" and spec["pruning"]["round_to"] == 8 and spec["pruning"]["steps"] == 2
     assert spec["source"] == {"note": "test"} and spec["protocol"] == "ista-cs"
     assert spec["widths"]["sharing.blocks.1.conv1_forward"] == [16, 16]
     scores = run_json(capsys, "evaluate", str(out), "--data", str(files / "images"), "--json")
@@ -63,6 +65,22 @@ def test_prune_with_data_and_depth_text_output(files, capsys):
     assert load_model(again).spec["pruning"]["previous"]["criterion"] == "taylor"
 
 
+def test_long_group_names_are_shortened_visibly(files, capsys, monkeypatch):
+    long = "sharing.blocks.0." + "a_very_long_layer_name_" * 4 + "conv_out"
+
+    def with_a_long_interface(job, dev):
+        summary = prune_file(job, dev)
+        summary["interfaces"][long] = "feeds the physics"
+        return summary
+
+    monkeypatch.setattr(prune_command, "prune_file", with_a_long_interface)
+    assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--out", str(files / "long.pt")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.endswith(": feeds the physics"))
+    name = line.strip()[:-len(": feeds the physics")]
+    assert len(name) == 70 and "..." in name and long.startswith(name.split("...")[0])
+    assert long.endswith(name.split("...")[1])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--ratio", "1"], "outside"), (["--ratio", "-0.5"], "outside"), (["--importance", "magic"], "unknown importance"),
     (["--importance", "hessian"], "data"), (["--scope", "wide"], "unknown scope"),
@@ -74,6 +92,15 @@ def test_errors_write_nothing(files, capsys, args, message):
     code = main(base + (args if "--ratio" in args else ["--ratio", "0.5"] + args))
     assert code == 2 and message in capsys.readouterr().err
     assert not out.exists() and not any(p.name.startswith(".never") for p in files.iterdir())
+
+
+def test_steps_is_finetune_s_flag_only(files, capsys):
+    """--steps means optimisation steps (finetune); pruning steps are --prune-steps."""
+    out = files / "never.pt"
+    with pytest.raises(SystemExit) as stop:
+        main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--steps", "2", "--out", str(out)])
+    assert stop.value.code == 2 and "unrecognized arguments: --steps" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_missing_model_file(files, capsys):

@@ -13,7 +13,7 @@ from spade.cli import main
 from spade.data import embedded_photos
 from spade.report import append_record, read_records, write_run_info
 from spade.report.render import md
-from spade.report.runfolder import model_name
+from spade.models import model_name, model_names
 from tiny_nets import one_thread, tiny  # noqa: F401  (fixtures)
 
 FAST = ["--threads", "1", "--side", "33", "--rounds", "2", "--max-rounds", "2", "--min-run-time", "0.001"]
@@ -59,6 +59,8 @@ def test_report_accepts_a_spade_run_output_folder(tmp_path, capsys):
 def test_model_names():
     assert model_name("a/b/du-mri.spade") == "du-mri"
     assert model_name("runs/du-mri-p50/model.spade") == "du-mri-p50"
+    assert model_names(["a/x.spade", "b/x.spade", "runs/x/train/foo/model.spade"]) == [
+        "a/x.spade", "b/x.spade", "foo"]
 
 
 def test_titles_names_and_notes_are_escaped_in_both_pages(tmp_path):

@@ -15,6 +15,7 @@ import torch
 
 from finetune_helpers import REPO, crops, spade_env, write_images
 from spade.cli import main
+from spade.commands import models as models_command
 from spade.finetune.checkpoint import load_checkpoint
 from spade.models.io import load_model
 
@@ -70,6 +71,12 @@ def test_train_end_to_end(tmp_path, capsys, ratio):
     history = json.loads((out / "history.json").read_text())
     assert [s["step"] for s in history["steps"]] == list(range(1, 7)) and len(history["validations"]) == 2
     assert not (out / "checkpoint.pt").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.spade"), "--json"]) == 0  # without --data: the held-out image
+    scores = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in scores["per_image"]] == training["val_images"] and len(training["val_images"]) == 1
+    if ratio == "0.25":  # one operator: the validation score is this evaluation's (several: their mean)
+        assert scores["psnr"] == pytest.approx(training["val_psnr"])
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -143,3 +150,30 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     assert [s["loss"] for s in history["steps"]] == [s["loss"] for s in reference["steps"]]
     ref_w, run_w = _final_weights(tmp_path / "ref"), _final_weights(out)
     assert all(torch.equal(ref_w[k], run_w[k]) for k in ref_w)  # bit for bit the uninterrupted run
+
+
+def test_sigterm_stops_the_run_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spade", "train", str(recipe(tmp_path, steps=400, every=2)),
+                             "--out", str(out), "--no-progress"], cwd=REPO, env=spade_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == ("spade train: interrupted; run the same command with --resume to continue "
+                                    "where it stopped")
+    assert (out / "checkpoint.pt").is_file() and not (out / "model.spade").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+    assert not (tmp_path / "run.lock").exists()  # the lock was released as on a normal exit
+
+
+def test_interrupting_a_command_without_resume_says_interrupted(capsys, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models_command, "catalogue", interrupted)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "spade models: interrupted\n"

@@ -6,12 +6,19 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 
 import torch
 
 from ..errors import SpadeError, require
 from ..fileio import check_output, check_output_dir, output_lock
+
+
+def help_description(docstring: str) -> str:
+    """A command module's docstring after its first paragraph, as ``--help`` text: Sphinx
+    roles and literals (:mod:`x`, ``x``) become the plain words."""
+    return re.sub(r"(?::\w+:)?`+~?([^`]+?)`+", r"\1", docstring.split("\n\n", 1)[1])
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +100,15 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be > 0")
     return value
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: a longer one keeps its start and its end
+    around '...' (never cut without saying so)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 2
+    return text[:head] + "..." + text[len(text) - (width - 3 - head):]
 
 
 def emit_json(obj) -> None:

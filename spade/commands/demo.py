@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from importlib import resources
 
-from .common import add_device, add_json, writes_output
+from .common import add_device, add_json, help_description, writes_output
 from .run import run_recipe
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="run the demo pipeline on the embedded images (a few minutes on CPU)",
-                       description=__doc__.split("\n\n", 1)[1])
+def add_arguments(p):
+    p.description = help_description(__doc__)
     p.add_argument("--out", default="spade-demo", help="run folder (default: spade-demo)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,4 +1,4 @@
-"""``spade evaluate MODEL --data DIR``: mean PSNR/SSIM under a field protocol."""
+"""``spade evaluate MODEL [--data DIR]``: mean PSNR/SSIM under a field protocol."""
 from __future__ import annotations
 
 from ..data import channel_mode, load_images
@@ -6,18 +6,19 @@ from ..errors import require
 from ..limits import check_count
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
+from ..models.validation import validation_images
 from ..report.collect import record_evaluation
 from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="evaluate a model file on test images",
-                       description="Measure test images with the model's physics, reconstruct and score "
-                                   "them; the physics' starting point is scored too.")
+def add_arguments(p):
+    p.description = ("Measure test images with the model's physics, reconstruct and score "
+                     "them; the physics' starting point is scored too.")
     p.add_argument("model", help="SPADE model file")
     p.add_argument("--data",
-                   help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...); "
-                        "not used by the nmse protocol, which draws its own test codes")
+                   help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...) "
+                        "(default: the validation images the model file names, from 'spade train' or 'spade "
+                        "finetune'); not used by the nmse protocol, which draws its own test codes")
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="number of test codes of the nmse protocol (default 1000)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
@@ -26,7 +27,7 @@ def add_parser(sub, name):
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--out", metavar="DIR",
                    help="also add the scores and a sample image to run folder DIR (created if missing) for "
-                        "`spade report DIR`")
+                        "'spade report DIR'")
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -38,19 +39,25 @@ def run(args) -> int:
     loaded = load_model(args.model, dev)
     require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
     protocol = args.protocol or loaded.spec.get("protocol") or DEFAULT_PROTOCOL.get(loaded.physics.kind)
+    data = args.data
     if protocol == "nmse":
         images = check_count(args.samples, "MAX_SAMPLES", "--samples")
     else:
-        require(args.data is not None, f"protocol '{protocol}' needs test images: give --data")
         channels = channel_mode(loaded.model.config.get("image_channels", 1))
-        images = load_images(args.data, channels)
+        if data is None:  # the images that validated the model's last training or fine-tuning run
+            named = validation_images(loaded.spec, channels)
+            require(named is not None, f"protocol '{protocol}' needs test images: give --data (the model file "
+                                       "names no validation images)")
+            data, images = f"{named[0]} (validation)", named[1]
+        else:
+            images = load_images(data, channels)
     result = evaluate(loaded.model, loaded.physics, images, protocol, noise_level=args.noise, seed=args.seed, device=dev,
                       keep=1 if args.out else 0)
     if args.out:
-        record_evaluation(args.out, args.model, loaded, result, args.data)
+        record_evaluation(args.out, args.model, loaded, result, data)
     if args.json:
         out = result.to_json()
-        out.update({"model": args.model, "data": args.data})
+        out.update({"model": args.model, "data": data})
         emit_json(out)
         return 0
     s = result.summary()
@@ -60,6 +67,6 @@ def run(args) -> int:
         return 0
     for r in result.per_image:
         print(f"  {r['image']:<24} PSNR {r['psnr']:7.3f} dB  SSIM {r['ssim']:.4f}")
-    print(f"{args.model} on {args.data} ({len(result.per_image)} images, {protocol}: {PROTOCOLS[protocol]})")
+    print(f"{args.model} on {data} ({len(result.per_image)} images, {protocol}: {PROTOCOLS[protocol]})")
     print(f"  mean PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}   starting point: {s['init_psnr']:.2f} dB / {s['init_ssim']:.4f}")
     return 0

@@ -19,12 +19,11 @@ from .profile import add_input_options
 CHECK_SEEDS = (0, 1, 2)
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="export a model with its physics to ONNX, verified against PyTorch",
-                       description="Export MODEL bound to its physics (input: measurements y, output: the "
-                                   "reconstruction x) to ONNX with the dynamo exporter, run it with ONNX Runtime "
-                                   "on example measurements and compare with PyTorch eager; nothing is written "
-                                   "unless the outputs agree. Input shapes are fixed to the example's.")
+def add_arguments(p):
+    p.description = ("Export MODEL bound to its physics (input: measurements y, output: the "
+                     "reconstruction x) to ONNX with the dynamo exporter, run it with ONNX Runtime "
+                     "on example measurements and compare with PyTorch eager; nothing is written "
+                     "unless the outputs agree. Input shapes are fixed to the example's.")
     p.add_argument("model", help="SPADE model file")
     p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
     add_input_options(p)

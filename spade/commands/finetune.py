@@ -17,7 +17,8 @@ from ..finetune import distributed as dist
 from ..finetune.config import DATA_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 from ..finetune.losses import METRICS
 from ..jobs import FinetuneJob, finetune_file
-from .common import add_device, add_force, add_json, device, emit_json, nonneg_float, positive_int, writes_output
+from .common import (add_device, add_force, add_json, device, emit_json, help_description, nonneg_float, positive_int,
+                     writes_output)
 
 
 def add_training_options(p) -> None:
@@ -48,9 +49,8 @@ def add_training_options(p) -> None:
     add_json(p)
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="fine-tune a (pruned) model with a strategy",
-                       description=__doc__.split("\n\n", 1)[1])
+def add_arguments(p):
+    p.description = help_description(__doc__)
     p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model)")
     p.add_argument("--strategy", required=True,
                    help=f"NAME or NAME:WEIGHT,... (registered: {', '.join(available())})")
@@ -91,9 +91,12 @@ def print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         emit_json(summary)
         return
-    val = f", validation PSNR {summary['best_psnr']:.2f} dB (step {summary['best_step']})" if summary["best_psnr"] else ""
-    print(f"wrote {summary['out']}: {summary['strategy']} on {summary['data_used']} of {summary['data']} "
-          f"({summary['finetune_data']}), loss {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}{val}")
+    parts = [] if summary["best_psnr"] is None else [
+        f"validation PSNR {summary['best_psnr']:.2f} dB (best, step {summary['best_step']})"]
+    parts.append(f"{summary['strategy']} on {summary['data_used']} of {summary['data']} ({summary['finetune_data']})")
+    if summary["first_loss"] is not None:  # one batch each: a trace of the run, not its score
+        parts.append(f"loss (batch) {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}")
+    print(f"wrote {summary['out']}: " + "; ".join(parts))
 
 
 @writes_output(inputs=("model", "teacher"))

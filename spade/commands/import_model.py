@@ -6,10 +6,9 @@ from ..jobs.importing import FORMATS
 from .common import add_force, add_json, emit_json, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="convert official pretrained weights into a SPADE model file",
-                       description="Convert an official release into a SPADE model file (spec + weights). "
-                                   "CS: --phi PHI.mat --qinit QINIT.mat; MRI: --mask MASK.mat.")
+def add_arguments(p):
+    p.description = ("Convert an official release into a SPADE model file (spec + weights). "
+                     "CS: --phi PHI.mat --qinit QINIT.mat; MRI: --mask MASK.mat.")
     p.add_argument("format", choices=FORMATS, help="the release format")
     p.add_argument("weights", help="the official weights file (e.g. net_params_200.pkl)")
     p.add_argument("--phi", help="sampling matrix .mat (key 'phi'), for compressive sensing")

@@ -5,10 +5,9 @@ from ..models import count_parameters, create_model, families
 from .common import add_json, emit_json
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="list model families, sharing modes and parameter counts",
-                       description="List every model family in each sharing mode with its default "
-                                   "configuration and parameter count.")
+def add_arguments(p):
+    p.description = ("List every model family in each sharing mode with its default "
+                     "configuration and parameter count.")
     add_json(p)
     p.set_defaults(handler=run)
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import require
+from ..errors import SpadeError, require
 from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
 from ..report.runfolder import add_profile
-from .common import add_device, add_json, device, emit_json, positive_float, writes_output
+from .common import add_device, add_json, device, emit_json, positive_float, shorten, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="time models interleaved and report speedups, MACs, parameters and memory",
-                       description="Time model files on the same example input, interleaved in one run, and "
-                                   "report median/IQR latency, speedups against the baseline and the recursive "
-                                   "model of the same family, MACs, parameters and peak memory. Every backend's "
-                                   "output is checked against eager before its time is reported.")
+def add_arguments(p):
+    p.description = ("Time model files on the same example input, interleaved in one run, and "
+                     "report median/IQR latency, speedups against the baseline and the recursive "
+                     "model of the same family, MACs, parameters and peak memory. Every backend's "
+                     "output is checked against eager before its time is reported.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="SPADE model files")
     p.add_argument("--baseline", help="model the speedups are measured against (default: the first)")
     p.add_argument("--recursive", help="recursive reference (default: the recursive model of each family)")
@@ -35,7 +34,7 @@ def add_parser(sub, name):
     p.add_argument("--allocator", default="pinned",
                    help="glibc allocator: pinned (mallopt thresholds raised; the default) or default")
     p.add_argument("--out", metavar="DIR",
-                   help="also add the results to run folder DIR (created if missing) for `spade report DIR`")
+                   help="also add the results to run folder DIR (created if missing) for 'spade report DIR'")
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -69,6 +68,11 @@ def run(args) -> int:
         emit_json(result)
     else:
         print(render_text(result))
+    failed = [e for e in result["models"] if e["status"] != "ok"]
+    if failed:  # reported with the results above; the run still did not measure all it was asked to
+        first = failed[0]
+        raise SpadeError(f"backend {first['backend']} failed for {first['name']}: {first['error']}"
+                         + (f" (and {len(failed) - 1} more failed backend run(s))" if len(failed) > 1 else ""))
     return 0
 
 
@@ -125,7 +129,7 @@ def render_text(result: dict) -> str:
                  + f"{'params':>9} {'GMACs':>7} {'peak MB':>8} {'faults/call':>11}")
     failed, flagged = [], []
     for e in result["models"]:
-        head = f"{e['name'][:18]:<18} {e['role']:<9} {e['backend']:<13}"
+        head = f"{shorten(e['name'], 18):<18} {e['role']:<9} {e['backend']:<13}"
         cost = f"{e['params']:>9,} {e['macs'] / 1e9:>7.3f} {e['peak_mem_mb']:>8.1f}"
         if several:
             vs_eager = e["speedup_vs_baseline_eager"]

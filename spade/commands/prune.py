@@ -8,14 +8,13 @@ from ..jobs import PruneJob, prune_file
 from ..jobs.latency_budget import LatencyTarget
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
-from .common import add_device, add_force, add_json, device, emit_json, positive_int, writes_output
+from .common import add_device, add_force, add_json, device, emit_json, positive_int, shorten, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="remove channels (and iterations) from a model, keeping the physics intact",
-                       description="Prune a SPADE model file: remove a fraction of the channels of its CNN priors "
-                                   "(and optionally whole iterations) while every channel tied to the physics keeps "
-                                   "its width; write a smaller model file.")
+def add_arguments(p):
+    p.description = ("Prune a SPADE model file: remove a fraction of the channels of its CNN priors "
+                     "(and optionally whole iterations) while every channel tied to the physics keeps "
+                     "its width; write a smaller model file.")
     p.add_argument("model", help="SPADE model file, or MODULE:FUNCTION: a function of yours returning "
                                  "(model, example_inputs); its pruned copy is written with spade.save_pruned")
     p.add_argument("--ratio", type=float, help="fraction of prunable channels to remove, in [0, 1)")
@@ -31,7 +30,8 @@ def add_parser(sub, name):
     p.add_argument("--importance", default="l1", help=f"channel criterion: {', '.join(CRITERIA)} (default l1)")
     p.add_argument("--scope", default="uniform", help=f"{' or '.join(SCOPES)}: every group loses the same "
                                                        "fraction, or channels ranked jointly (default uniform)")
-    p.add_argument("--steps", type=positive_int, default=1, help="prune in N steps, re-scoring between (default 1)")
+    p.add_argument("--prune-steps", type=positive_int, default=1, metavar="N",
+                   help="prune in N steps, re-scoring between (default 1)")
     p.add_argument("--round-to", type=positive_int, default=None, help="round kept widths to a multiple of N")
     p.add_argument("--depth", type=positive_int, default=None, help="also remove K unrolled iterations/stages")
     p.add_argument("--data", help="images measured with the model's physics for taylor/hessian and --depth: a "
@@ -62,7 +62,7 @@ def run(args) -> int:
     require(budgeted or args.latency_table is None, "--latency-table goes with --target-speedup or --target-ms")
     latency = LatencyTarget(args.target_speedup, args.target_ms, args.latency_table, args.threads) if budgeted else None
     job = PruneJob(args.model, args.out, args.ratio or 0.0, latency=latency, importance=args.importance,
-                   scope=args.scope, steps=args.steps, round_to=args.round_to, depth=args.depth, data=args.data,
+                   scope=args.scope, steps=args.prune_steps, round_to=args.round_to, depth=args.depth, data=args.data,
                    samples=args.samples, crop=args.crop, reconstruct=args.reconstruct, ridge=args.ridge,
                    protect=tuple(args.protect), seed=args.seed)
     summary = prune_file(job, device(args.device))
@@ -99,4 +99,4 @@ def _print(s: dict) -> None:
               + (f"; not re-fitted: {', '.join(r['skipped'])}" if r["skipped"] else ""))
     print(f"  {len(changed)} group(s) of layers pruned, {len(s['interfaces'])} kept at full width:")
     for group, reason in s["interfaces"].items():
-        print(f"    {group[:70]}: {reason}")
+        print(f"    {shorten(group, 70)}: {reason}")

@@ -8,13 +8,12 @@ from ..profile.quantize import quantize_file
 from .common import add_force, add_json, emit_json, positive_float, positive_int, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="post-training static INT8 quantization of the priors (ONNX Runtime, CPU)",
-                       description="Export a SPADE model to ONNX and quantize the convolutions of its priors to "
-                                   "INT8 with ONNX Runtime, calibrated on measurements of --data taken with the "
-                                   "model's physics; the physics stays in float. Scores float vs INT8 on --eval and "
-                                   "times float eager, float / INT8 ONNX Runtime (and --reference eagerly) "
-                                   "interleaved.")
+def add_arguments(p):
+    p.description = ("Export a SPADE model to ONNX and quantize the convolutions of its priors to "
+                     "INT8 with ONNX Runtime, calibrated on measurements of --data taken with the "
+                     "model's physics; the physics stays in float. Scores float vs INT8 on --eval and "
+                     "times float eager, float / INT8 ONNX Runtime (and --reference eagerly) "
+                     "interleaved.")
     p.add_argument("model", help="SPADE model file")
     p.add_argument("--data", required=True, help="calibration images: a folder, 'embedded' or a benchmark set")
     p.add_argument("--eval", help="evaluation images (PSNR/SSIM float vs INT8 under the model's protocol)")

@@ -1,18 +1,17 @@
 """``spade report RUN [--out reports/NAME]``: tables, figures and an HTML page from results files."""
 from __future__ import annotations
 
-from ..report import write_report
+from ..report.render import write_report
 from .common import add_json, emit_json, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="write a speed/quality report (CSV, Markdown, figures, HTML) from a run directory",
-                       description="Read RUN/results.jsonl and RUN/samples (no model is run) and write "
-                                   "OUT/results.csv, OUT/summary.md, OUT/report.html (self-contained) and "
-                                   "OUT/figures/*.png.")
+def add_arguments(p):
+    p.description = ("Read RUN/results.jsonl and RUN/samples (no model is run) and write "
+                     "OUT/results.csv, OUT/summary.md, OUT/report.html (self-contained) and "
+                     "OUT/figures/*.png.")
     p.add_argument("run_dir", metavar="RUN",
-                   help="a run folder (results.jsonl, samples/: from `spade profile/evaluate --out`) or the output "
-                        "folder of `spade run`")
+                   help="a run folder (results.jsonl, samples/: from 'spade profile/evaluate --out') or the output "
+                        "folder of 'spade run'")
     p.add_argument("--out", help="report folder to write (default: report/ beside the results)")
     add_json(p)
     p.set_defaults(handler=run)

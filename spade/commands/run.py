@@ -10,10 +10,9 @@ from ..pipeline import run_pipeline
 from .common import add_device, add_json, device, emit_json, writes_output
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="run a recipe: models, prune sweep, fine-tuning, evaluation, profile, report",
-                       description="Run a pipeline recipe stage by stage (see spade.pipeline.recipe for the "
-                                   "format). Outputs go to DIR; a killed run continues with --resume.")
+def add_arguments(p):
+    p.description = ("Run a pipeline recipe stage by stage (see spade.pipeline.recipe for the "
+                     "format). Outputs go to DIR; a killed run continues with --resume.")
     p.add_argument("recipe", help="the pipeline recipe (TOML)")
     p.add_argument("--out", help="run folder (default: runs/RECIPE-NAME)")
     p.add_argument("--report", help="report folder (default: the recipe's [report] out, else DIR/report)")

@@ -14,13 +14,12 @@ from pathlib import Path
 from ..finetune import distributed as dist
 from ..errors import require
 from ..jobs import TrainJob, train_recipe
-from .common import add_device, add_force, add_json, device, writes_output
+from .common import add_device, add_force, add_json, device, help_description, writes_output
 from .finetune import print_summary
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="train a model from scratch with a TOML recipe",
-                       description=__doc__.split("\n\n", 1)[1])
+def add_arguments(p):
+    p.description = help_description(__doc__)
     p.add_argument("recipe", help="the TOML recipe ([model], [physics], [data], [train])")
     p.add_argument("--out", help="output folder (default: runs/RECIPE-NAME)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run from DIR/checkpoint.pt")

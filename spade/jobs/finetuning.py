@@ -17,6 +17,7 @@ from ..finetune.data import same_physics
 from ..finetune.loop import image_channels
 from ..finetune.strategies import build_strategies, kept_iterations
 from ..models.io import load_model, save_model
+from ..models.validation import validation_record
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = {"format", "version", "family", "config", "shapes", "widths", "physics"}
@@ -146,6 +147,7 @@ def finetune_file(job: FinetuneJob, device: str | torch.device = "cpu", resume: 
                     "options": options})
     extra = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
     extra["protocol"] = history.protocol
-    extra["finetuning"] = {**summary, "settings": asdict(job.train)}
+    extra["finetuning"] = {**summary, "settings": asdict(job.train),
+                           **validation_record(job.val or job.data, val)}
     write_result(Path(job.out), job.checkpoint, model, loaded.physics, extra)
     return summary

@@ -17,6 +17,7 @@ from ..finetune import finetune
 from ..finetune.loop import image_channels
 from ..finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
 from ..models import get_family
+from ..models.validation import validation_record
 from .finetuning import load_teacher, write_result
 
 
@@ -76,7 +77,8 @@ def train_recipe(job: TrainJob, device: str | torch.device = "cpu", resume: bool
     summary.update({"out": str(job.model_file), "recipe": str(job.recipe), "data": data["source"]})
     training = {"steps": summary["steps_run"], "strategy": summary["strategy"], "loss": summary["final_loss"],
                 "val_psnr": summary["best_psnr"], "data_used": summary["data_used"], "data": data["source"],
-                "stopped": summary["stopped"], "recipe": recipe, "val_images": [img.name for img in val or []]}
+                "stopped": summary["stopped"], "recipe": recipe,
+                **validation_record(data.get("val", data["source"]), val)}
     if dist.is_main():
         write_text(Path(job.out) / "history.json", json.dumps(history.to_json(), indent=1))
     write_result(job.model_file, job.checkpoint, model, reference, {"protocol": history.protocol,

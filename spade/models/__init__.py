@@ -6,9 +6,9 @@ no model).
 from . import coast, deq, du, hqs_sr, ista_net_plus, lista, varnet  # noqa: F401  (registers the families)
 from .adapter import Adapter, from_factory
 from .base import ReconstructionNet
-from .io import LoadedModel, load_model, save_model
+from .io import LoadedModel, load_model, model_name, model_names, save_model
 from .registry import count_parameters, create_model, families, get_family
 from .sharing import MODES, Modulation, Sharing
 
-__all__ = ["Adapter", "from_factory", "ReconstructionNet", "LoadedModel", "load_model", "save_model", "count_parameters", "create_model",
-           "families", "get_family", "MODES", "Modulation", "Sharing"]
+__all__ = ["Adapter", "from_factory", "ReconstructionNet", "LoadedModel", "load_model", "model_name", "model_names",
+           "save_model", "count_parameters", "create_model", "families", "get_family", "MODES", "Modulation", "Sharing"]

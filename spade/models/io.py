@@ -314,3 +314,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             raise SpadeError(f"model file {path} has physics '{spec['physics']['kind']}' that cannot be rebuilt: "
                              f"{type(exc).__name__} {str(exc)[:100]}") from None
     return LoadedModel(model, physics, spec)
+
+
+def model_name(path: str | Path) -> str:
+    """The name a model file goes by in tables, records and logs: its stem, or its
+    folder's name for a file called ``model`` (``runs/x/train/foo/model.spade`` -> ``foo``,
+    as ``spade train`` writes it)."""
+    p = Path(path)
+    return p.parent.name if p.stem == "model" and p.parent.name else p.stem
+
+
+def model_names(paths: list[str | Path]) -> list[str]:
+    """:func:`model_name` of each file; the path itself where two files would share a name."""
+    names = [model_name(p) for p in paths]
+    return [n if names.count(n) == 1 else str(p) for p, n in zip(paths, names)]

@@ -31,8 +31,8 @@ from ..errors import require
 from ..fileio import write_text
 from ..finetune.loop import TEST_TIME
 from ..jobs import FinetuneJob, ImportJob, PruneJob, TrainJob, finetune_file, import_file, prune_file, train_recipe
-from ..models import create_model, get_family, load_model, save_model
-from ..report import write_report
+from ..models import create_model, get_family, load_model, model_name, save_model
+from ..report.render import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
 from .budget import choose_within_budget
@@ -157,7 +157,7 @@ class Pipeline:
                            scope=p["scope"], depth=depth or None, data=data, reconstruct=p["reconstruct"],
                            crop=p["crop"], ridge=p["ridge"],
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
-            pruned = self._stage(f"prune {Path(source).stem} at {ratio}", self._path(name),
+            pruned = self._stage(f"prune {model_name(source)} at {ratio}", self._path(name),
                                  lambda: prune_file(job, self.device))
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
                     "protocol": m["protocol"]}
@@ -181,7 +181,7 @@ class Pipeline:
                           iterates=settings.get("iterates"), transforms=settings.get("transforms", ()),
                           test_time=test_time)
         used = f"the test measurements of {data} (test-time adaptation)" if test_time else data
-        self._stage(f"fine-tune {pruned.stem} with {strategy} on {used}", self._path(name),
+        self._stage(f"fine-tune {model_name(pruned)} with {strategy} on {used}", self._path(name),
                     lambda: self._finetune(job))
         return {"path": str(self._path(name)), "name": name,
                 "finetune_data": TEST_TIME if test_time else f"train:{data}"}

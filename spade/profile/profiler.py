@@ -42,7 +42,7 @@ import torch
 from ..data import example_pair
 from ..errors import SpadeError, require
 from ..limits import check_input_size
-from ..models import LoadedModel, count_parameters, load_model
+from ..models import LoadedModel, count_parameters, load_model, model_names
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
 from .conditions import hardware, load_average, versions
@@ -82,11 +82,6 @@ class Candidate:
         return role_of(self.spec)
 
 
-def _unique_names(paths: list[str]) -> list[str]:
-    stems = [Path(p).stem for p in paths]
-    return [s if stems.count(s) == 1 else p for s, p in zip(stems, paths)]
-
-
 def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 1),
                    device: str | torch.device = "cpu") -> list[torch.Tensor]:
     """Measurements ``y`` of embedded photographs for a loaded model, one per seed (another
@@ -98,7 +93,7 @@ def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 
 def load_candidates(paths: list[str], batch: int, side: int | None, device: torch.device) -> list[Candidate]:
     """Load model files and measure their example inputs."""
     out = []
-    for path, name in zip(paths, _unique_names(paths)):
+    for path, name in zip(paths, model_names(paths)):
         loaded = load_model(path, device)
         require(loaded.physics is not None, f"model file {path} stores no physics: profiling needs its operator")
         y, y_check = example_inputs(loaded, batch, side, device=device)

@@ -19,7 +19,7 @@ from ..data import channel_mode, load_images
 from ..errors import require
 from ..evaluation import PROTOCOLS, evaluate
 from ..fileio import atomic_path
-from ..models import count_parameters, get_family, load_model
+from ..models import count_parameters, get_family, load_model, model_names
 from ..physics.mri import magnitude
 from ..profile import profile_models, role_of
 from . import results, runfolder
@@ -67,9 +67,10 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
     entries = [_entry(m) for m in models]
     require(entries, "no model to collect")
     loaded = {e["path"]: load_model(e["path"]) for e in entries}
+    names = dict(zip(loaded, model_names(list(loaded))))
     for e in entries:
         spec = loaded[e["path"]].spec
-        e.setdefault("name", Path(e["path"]).stem)
+        e.setdefault("name", names[e["path"]])
         e.setdefault("role", role_of(spec))
         e.setdefault("ratio", (spec.get("pruning") or {}).get("ratio"))
         e.setdefault("importance", (spec.get("pruning") or {}).get("importance"))

@@ -2,29 +2,17 @@
 evaluate --out DIR`` add to the same records, so ``spade report DIR`` works without
 ``spade run``.
 
-A record is found by its name (the model file's stem, or its folder's name for a file
-called ``model.spade``); a profile fills its cost, conditions and latency, an evaluation
-its scores and sample; each keeps what the other wrote. Reads and writes results files
-only (the commands run the models).
+A record is found by its name (:func:`spade.models.io.model_name`); a profile fills its
+cost, conditions and latency, an evaluation its scores and sample; each keeps what the
+other wrote. Reads and writes results files only (the commands run the models).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import require
+from ..models.io import model_name, model_names
 from . import results
-
-
-def model_name(path: str | Path) -> str:
-    """The record name of a model file: its stem, or its folder's name for ``model.spade``."""
-    p = Path(path)
-    return p.parent.name if p.stem == "model" and p.parent.name else p.stem
-
-
-def _names(paths: list[str]) -> dict[str, str]:
-    """Record names for model files, the path where two files would share one."""
-    names = [model_name(p) for p in paths]
-    return {p: n if names.count(n) == 1 else p for p, n in zip(paths, names)}
 
 
 def _run_folder(run_dir: str | Path) -> Path:
@@ -38,7 +26,7 @@ def add_profile(run_dir: str | Path, profile: dict) -> list[dict]:
     """Add or update one record per model of a ``spade.profile.profile_models`` result."""
     run_dir = _run_folder(run_dir)
     paths = list(dict.fromkeys(e["model"] for e in profile["models"]))
-    names = _names(paths)
+    names = dict(zip(paths, model_names(paths)))
     out = []
     for path in paths:
         entry = next(e for e in profile["models"] if e["model"] == path)
