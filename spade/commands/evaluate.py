@@ -5,7 +5,9 @@ from ..data import channel_mode, load_images
 from ..errors import require
 from ..limits import check_count
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
+from ..models import is_factory
 from ..models.io import load_model
+from ..prune import load_own
 from ..report.collect import record_evaluation
 from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
@@ -14,7 +16,9 @@ def add_parser(sub, name):
     p = sub.add_parser(name, help="evaluate a model file on test images",
                        description="Measure test images with the model's physics, reconstruct and score "
                                    "them; the physics' starting point is scored too.")
-    p.add_argument("model", help="SPADE model file")
+    p.add_argument("model", help="SPADE model file, or your own network as MODULE:FUNCTION[@FILE]: a function "
+                                 "returning (model, (y, physics)) with a SPADE physics (e.g. spade.Adapter(net, "
+                                 "call)), FILE its pruned or fine-tuned copy")
     p.add_argument("--data",
                    help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...); "
                         "not used by the nmse protocol, which draws its own test codes")
@@ -35,14 +39,18 @@ def add_parser(sub, name):
 @writes_output(folder=lambda args: args.out)
 def run(args) -> int:
     dev = device(args.device)
-    loaded = load_model(args.model, dev)
-    require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
+    if is_factory(args.model):
+        loaded = load_own(args.model, dev)
+        loaded.require_physics("spade evaluate")
+    else:
+        loaded = load_model(args.model, dev)
+        require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
     protocol = args.protocol or loaded.spec.get("protocol") or DEFAULT_PROTOCOL.get(loaded.physics.kind)
     if protocol == "nmse":
         images = check_count(args.samples, "MAX_SAMPLES", "--samples")
     else:
         require(args.data is not None, f"protocol '{protocol}' needs test images: give --data")
-        channels = channel_mode(loaded.model.config.get("image_channels", 1))
+        channels = channel_mode(getattr(loaded.model, "config", {}).get("image_channels", 1))
         images = load_images(args.data, channels)
     result = evaluate(loaded.model, loaded.physics, images, protocol, noise_level=args.noise, seed=args.seed, device=dev,
                       keep=1 if args.out else 0)

@@ -51,10 +51,12 @@ def add_training_options(p) -> None:
 def add_parser(sub, name):
     p = sub.add_parser(name, help="fine-tune a (pruned) model with a strategy",
                        description=__doc__.split("\n\n", 1)[1])
-    p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model)")
+    p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model), or your own network as "
+                                 "MODULE:FUNCTION[@FILE] (a function returning (model, (y, physics)), FILE its pruned "
+                                 "copy); the result is then written like FILE and used as MODULE:FUNCTION@OUT")
     p.add_argument("--strategy", required=True,
                    help=f"NAME or NAME:WEIGHT,... (registered: {', '.join(available())})")
-    p.add_argument("--teacher", help="the unpruned SPADE model file (school)")
+    p.add_argument("--teacher", help="the unpruned SPADE model file or MODULE:FUNCTION (school)")
     p.add_argument("--data", required=True,
                    help="training images, disjoint from the test images: a folder, a benchmark set or "
                         "'embedded'; sparse recovery: 'bernoulli-gaussian[:P]' (fresh codes)")
@@ -93,7 +95,8 @@ def print_summary(summary: dict, as_json: bool) -> None:
         return
     val = f", validation PSNR {summary['best_psnr']:.2f} dB (step {summary['best_step']})" if summary["best_psnr"] else ""
     print(f"wrote {summary['out']}: {summary['strategy']} on {summary['data_used']} of {summary['data']} "
-          f"({summary['finetune_data']}), loss {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}{val}")
+          f"({summary['finetune_data']}), loss {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}{val}"
+          + (f"; load it as {summary['load_as']}" if summary.get("load_as") else ""))
 
 
 @writes_output(inputs=("model", "teacher"))

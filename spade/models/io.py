@@ -31,6 +31,7 @@ from ..errors import SpadeError, require
 from ..fileio import save_torch
 from ..limits import check_count, check_finite, check_finite_number, check_shape, limit, loads_json
 from ..physics import LinearPhysics, physics_from_settings
+from .adapter import is_factory
 from .registry import create_model, get_family
 
 FORMAT = "spade-model"
@@ -175,6 +176,9 @@ def read_spec(path: str | Path) -> tuple[dict[str, Any], dict]:
     the spec against :class:`ModelSpec` and the resource limits, the weights and physics
     tensors as finite tensors within the limits (see :func:`check_content`)."""
     path = Path(path)
+    require(path.is_file() or not is_factory(path),
+            f"{path} names MODULE:FUNCTION, which spade prune, profile, evaluate, finetune and pipeline recipes take: "
+            "this needs a SPADE model file")
     require(path.is_file(), f"model file {path} does not exist")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)

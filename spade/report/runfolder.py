@@ -12,11 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import require
+from ..models import is_factory, source_name
 from . import results
 
 
 def model_name(path: str | Path) -> str:
-    """The record name of a model file: its stem, or its folder's name for ``model.spade``."""
+    """The record name of a model file: its stem, or its folder's name for ``model.spade``
+    (a user's ``MODULE:FUNCTION[@FILE]``: FILE's stem, or MODULE:FUNCTION)."""
+    if is_factory(path):
+        return source_name(str(path))
     p = Path(path)
     return p.parent.name if p.stem == "model" and p.parent.name else p.stem
 

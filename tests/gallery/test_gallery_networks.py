@@ -16,6 +16,7 @@ import coast_official
 import deepinv_unrolled
 import fastmri_varnet
 import ista_official
+import modl  # noqa: F401  (imported by name on the command line)
 
 
 def _shapes(output):
@@ -174,7 +175,7 @@ def test_cli_prunes_a_model_given_as_module_function(tmp_path, capsys):
     assert restored.prior.in_conv.out_channels == 8 and restored(*example).shape == model(*example).shape
     for argv, message in ((["nowhere_module:build"], "cannot import 'nowhere_module'"),
                           (["deepinv_unrolled:nothing"], "has no function 'nothing'"),
-                          (["deepinv_unrolled:build", "--data", "embedded"], "measure images with a SPADE model file")):
+                          (["modl:build", "--data", "embedded"], "--data needs the model called as model(y, physics)")):
         assert main(["prune", *argv[:1], "--ratio", "0.5", "--out", str(tmp_path / "x.pt"), *argv[1:]]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
