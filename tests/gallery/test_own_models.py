@@ -178,6 +178,23 @@ def test_a_recipe_prunes_fine_tunes_evaluates_and_profiles_a_function(tmp_path, 
     assert table["psnr"].notna().all() and table.loc["mine-r50", "speedup_vs_unpruned"] > 0
 
 
+def test_progressive_recipe_prunes_the_recovered_file_again_and_resumes(tmp_path, capsys):
+    (tmp_path / "tinynets.py").write_text(TINYNETS)
+    write_images(tmp_path / "train", crops(3, offset=0))
+    write_images(tmp_path / "test", crops(2, offset=5))
+    recipe = RECIPE.format(test=tmp_path / "test", train=tmp_path / "train").replace(
+        "ratios = [0.5]", "ratios = [0.25, 0.5]\nprogressive = true").replace(
+        '["supervised", "school", "self-supervised"]', '["school"]')
+    (tmp_path / "recipe.toml").write_text(recipe)
+    argv = ["run", str(tmp_path / "recipe.toml"), "--out", str(tmp_path / "out"), "--no-progress"]
+    _ok(argv, capsys)
+    with importable_from(tmp_path):
+        half = load_own(f"tinynets:build@{tmp_path / 'out' / 'models' / 'mine-r50.pt'}")
+    assert half.model.model.priors[0][0].out_channels == 4  # 8 -> 6 (0.25), recovered, -> 4 (a third of 6)
+    assert half.spec["pruning"]["previous"]["ratio"] == 0.25 and half.spec["history"]["previous"]["channels"]
+    assert "out/results exists, kept" in _ok(argv + ["--resume"], capsys)
+
+
 @pytest.mark.parametrize("old, new, message", [
     ('function = "tinynets:build"', 'file = "tinynets:build"', "is not a file: a function of yours goes in function"),
     ('function = "tinynets:build"', 'function = "tinynets:build@x.pt"', "name the function only"),
