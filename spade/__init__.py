@@ -7,7 +7,7 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(".prune", __name__)
-    if name in ("Adapter", "load_pruned", "save_pruned"):  # a user's own network: adapt, save, reload
+    if name in ("Adapter", "load_pruned", "save_pruned", "load_own"):  # a user's own network: adapt, save, reload
         import importlib
 
         home = ".models" if name == "Adapter" else ".prune"

@@ -45,3 +45,35 @@ def test_strategy_plugin_example_is_a_working_strategy():
     loss = strategy.loss(x_net, y, physics, model, Context())
     loss.backward()
     assert loss.item() > 0 and any(p.grad is not None for p in model.parameters())
+
+
+def test_bring_your_own_model_end_to_end_runs(tmp_path, monkeypatch, capsys):
+    """The real case of "Bring your own model": its module written out, its commands run as
+    written (in-process; the profiler's rounds shortened), its reload block executed."""
+    import shlex
+    import sys
+
+    import pandas as pd
+
+    from spade.cli import main
+    module = next(b for b in BLOCKS if b.startswith("# mynets.py"))
+    commands = next(c for c in COMMANDS if "spade prune mynets:build" in c).splitlines()
+    reload = next(b for b in BLOCKS if "mynets.build()" in b)
+    (tmp_path / "mynets.py").write_text(module)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mynets", raising=False)
+    for line in commands:
+        argv = shlex.split(line)
+        assert argv[0] == "spade"
+        if argv[1] == "profile":
+            argv += ["--rounds", "2", "--min-run-time", "0.05"]
+        assert main(argv[1:] + (["--no-progress"] if argv[1] == "finetune" else [])) == 0, capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "run" / "report" / "results.csv").set_index("model")
+    assert {"mynets:build", "pruned", "tuned"} <= set(table.index)
+    assert table.loc["tuned", "strategy"] == "school" and table.loc["tuned", "psnr"] > 0
+    assert table.loc["tuned", "params"] < 0.5 * table.loc["mynets:build", "params"]
+    assert table.loc["pruned", "speedup_vs_unpruned"] > 0
+    scope: dict = {}
+    exec(compile(reload, "README bring-your-own reload", "exec"), scope)
+    assert "school 0.5" in capsys.readouterr().out

@@ -5,8 +5,10 @@ from ..data import channel_mode, load_images
 from ..errors import require
 from ..limits import check_count
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
+from ..models import is_factory
 from ..models.io import load_model
 from ..models.validation import validation_images
+from ..prune import load_own
 from ..report.collect import record_evaluation
 from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
 
@@ -14,7 +16,9 @@ from .common import add_device, add_json, device, emit_json, nonneg_float, posit
 def add_arguments(p):
     p.description = ("Measure test images with the model's physics, reconstruct and score "
                      "them; the physics' starting point is scored too.")
-    p.add_argument("model", help="SPADE model file")
+    p.add_argument("model", help="SPADE model file, or your own network as MODULE:FUNCTION[@FILE]: a function "
+                                 "returning (model, (y, physics)) with a SPADE physics (e.g. spade.Adapter(net, "
+                                 "call)), FILE its pruned or fine-tuned copy")
     p.add_argument("--data",
                    help="test images: a folder, 'embedded', 'embedded-mri', or a benchmark set (set11, brain50, ...) "
                         "(default: the validation images the model file names, from 'spade train' or 'spade "
@@ -36,14 +40,18 @@ def add_arguments(p):
 @writes_output(folder=lambda args: args.out)
 def run(args) -> int:
     dev = device(args.device)
-    loaded = load_model(args.model, dev)
-    require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
+    if is_factory(args.model):
+        loaded = load_own(args.model, dev)
+        loaded.require_physics("spade evaluate")
+    else:
+        loaded = load_model(args.model, dev)
+        require(loaded.physics is not None, f"model file {args.model} stores no physics to measure with")
     protocol = args.protocol or loaded.spec.get("protocol") or DEFAULT_PROTOCOL.get(loaded.physics.kind)
     data = args.data
     if protocol == "nmse":
         images = check_count(args.samples, "MAX_SAMPLES", "--samples")
     else:
-        channels = channel_mode(loaded.model.config.get("image_channels", 1))
+        channels = channel_mode(getattr(loaded.model, "config", {}).get("image_channels", 1))
         if data is None:  # the images that validated the model's last training or fine-tuning run
             named = validation_images(loaded.spec, channels)
             require(named is not None, f"protocol '{protocol}' needs test images: give --data (the model file "

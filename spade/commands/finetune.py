@@ -51,10 +51,12 @@ def add_training_options(p) -> None:
 
 def add_arguments(p):
     p.description = help_description(__doc__)
-    p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model)")
+    p.add_argument("model", help="the SPADE model file to fine-tune (e.g. a pruned model), or your own network as "
+                                 "MODULE:FUNCTION[@FILE] (a function returning (model, (y, physics)), FILE its pruned "
+                                 "copy); the result is then written like FILE and used as MODULE:FUNCTION@OUT")
     p.add_argument("--strategy", required=True,
                    help=f"NAME or NAME:WEIGHT,... (registered: {', '.join(available())})")
-    p.add_argument("--teacher", help="the unpruned SPADE model file (school)")
+    p.add_argument("--teacher", help="the unpruned SPADE model file or MODULE:FUNCTION (school)")
     p.add_argument("--data", required=True,
                    help="training images, disjoint from the test images: a folder, a benchmark set or "
                         "'embedded'; sparse recovery: 'bernoulli-gaussian[:P]' (fresh codes)")
@@ -96,6 +98,8 @@ def print_summary(summary: dict, as_json: bool) -> None:
     parts.append(f"{summary['strategy']} on {summary['data_used']} of {summary['data']} ({summary['finetune_data']})")
     if summary["first_loss"] is not None:  # one batch each: a trace of the run, not its score
         parts.append(f"loss (batch) {summary['first_loss']:.4g} -> {summary['final_loss']:.4g}")
+    if summary.get("load_as"):
+        parts.append(f"load it as {summary['load_as']}")
     print(f"wrote {summary['out']}: " + "; ".join(parts))
 
 

@@ -5,9 +5,11 @@ import os
 import sys
 
 from ..errors import SpadeError, require
-from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
+from ..models import is_factory
+from ..profile import BACKENDS, breakdown, profile_models
+from ..prune import load_own
 from ..report.runfolder import add_profile
-from .common import add_device, add_json, device, emit_json, positive_float, shorten, writes_output
+from .common import add_device, add_input_options, add_json, device, emit_json, positive_float, shorten, writes_output
 
 
 def add_arguments(p):
@@ -15,7 +17,10 @@ def add_arguments(p):
                      "report median/IQR latency, speedups against the baseline and the recursive "
                      "model of the same family, MACs, parameters and peak memory. Every backend's "
                      "output is checked against eager before its time is reported.")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="SPADE model files")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="SPADE model files, or your own network as MODULE:FUNCTION (a function returning (model, "
+                        "example_inputs), timed on its first example input) and MODULE:FUNCTION@FILE (that network "
+                        "pruned or fine-tuned into FILE by spade prune / spade finetune)")
     p.add_argument("--baseline", help="model the speedups are measured against (default: the first)")
     p.add_argument("--recursive", help="recursive reference (default: the recursive model of each family)")
     p.add_argument("--backend", action="append", metavar="NAME",
@@ -40,14 +45,6 @@ def add_arguments(p):
     p.set_defaults(handler=run)
 
 
-def add_input_options(p) -> None:
-    """``--batch``, ``--side`` (the example input) and ``--tolerance`` (its check against eager)."""
-    p.add_argument("--batch", type=int, default=1, help="batch size of the example input (default 1)")
-    p.add_argument("--side", type=int, help="image side for size-free operators (default: CS 264, SR 256)")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE,
-                   help=f"max |output - eager| / max(1, max |eager|) (default {TOLERANCE:g})")
-
-
 def _backends(values: list[str] | None) -> list[str]:
     names = [n.strip() for v in (values or ["eager"]) for n in v.split(",") if n.strip()]
     return names or ["eager"]
@@ -57,9 +54,14 @@ def _backends(values: list[str] | None) -> list[str]:
 def run(args) -> int:
     if args.breakdown:
         return _run_breakdown(args)
-    result = profile_models(args.models, backends=_backends(args.backend), batch=args.batch, threads=args.threads,
-                            side=args.side, device=device(args.device), baseline=args.baseline,
-                            recursive=args.recursive, rounds=args.rounds, min_run_time=args.min_run_time,
+    dev = device(args.device)
+    own = {m: load_own(m, dev) for m in dict.fromkeys([*args.models, args.baseline, args.recursive])
+           if m is not None and is_factory(m)}
+    result = profile_models([own.get(m, m) for m in args.models], backends=_backends(args.backend),
+                            batch=args.batch, threads=args.threads, side=args.side, device=dev,
+                            baseline=own.get(args.baseline, args.baseline),
+                            recursive=own.get(args.recursive, args.recursive), rounds=args.rounds,
+                            min_run_time=args.min_run_time,
                             allocator=args.allocator, tolerance=args.tolerance, max_rounds=args.max_rounds,
                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.out:
@@ -80,6 +82,9 @@ def _run_breakdown(args) -> int:
     require(_backends(args.backend) == ["eager"] and device(args.device).type == "cpu",
             "--breakdown profiles PyTorch eager on the CPU: drop --backend / --device")
     require(not args.out, "--breakdown writes no run folder: drop --out (or profile without --breakdown)")
+    require(not any(is_factory(m) for m in args.models),
+            "--breakdown splits a SPADE model file's time into its physics and priors: profile MODULE:FUNCTION "
+            "models without --breakdown")
     result = breakdown.breakdown_models(args.models, batch=args.batch, threads=args.threads, side=args.side,
                                         rounds=args.rounds, min_run_time=args.min_run_time, allocator=args.allocator,
                                         log=lambda msg: print(msg, file=sys.stderr, flush=True))

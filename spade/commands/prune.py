@@ -16,7 +16,9 @@ def add_arguments(p):
                      "(and optionally whole iterations) while every channel tied to the physics keeps "
                      "its width; write a smaller model file.")
     p.add_argument("model", help="SPADE model file, or MODULE:FUNCTION: a function of yours returning "
-                                 "(model, example_inputs); its pruned copy is written with spade.save_pruned")
+                                 "(model, example_inputs), whose pruned copy is written as weights + pruning history "
+                                 "(spade.save_pruned) and used as MODULE:FUNCTION@OUT; MODULE:FUNCTION@FILE prunes "
+                                 "such a file further")
     p.add_argument("--ratio", type=float, help="fraction of prunable channels to remove, in [0, 1)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-speedup", type=float, metavar="S",
@@ -47,7 +49,7 @@ def add_arguments(p):
     p.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                    help="modules or parameters (dotted names) whose channels must stay")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and of 'random' (default 0)")
-    p.add_argument("--out", required=True, help="the pruned SPADE model file to write")
+    p.add_argument("--out", required=True, help="the pruned model file to write")
     add_force(p)
     add_device(p)
     add_json(p)
@@ -89,6 +91,8 @@ def _print(s: dict) -> None:
               f"({plan['predicted_speedup']:.2f}x), measured {plan['measured_ms']:.1f} ms vs "
               f"{plan['measured_unpruned_ms']:.1f} ms unpruned ({plan['measured_speedup']:.2f}x, 95% interval "
               f"{plan['measured_speedup_range'][0]:.2f}-{plan['measured_speedup_range'][1]:.2f})")
+    if s.get("load_as"):
+        print(f"  load it as {s['load_as']} (spade profile, evaluate, finetune, prune) or with spade.load_pruned")
     changed = {g: w for g, w in s["groups"].items() if w[0] != w[1]}
     if s["reconstruct"]:
         r = s["reconstruct"]

@@ -16,8 +16,10 @@ from ..finetune.config import TrainConfig
 from ..finetune.data import same_physics
 from ..finetune.loop import image_channels
 from ..finetune.strategies import build_strategies, kept_iterations
+from ..models.adapter import is_factory, reconstruction_net, split_source
 from ..models.io import load_model, save_model
 from ..models.validation import validation_record
+from ..prune import load_own, write_pruned
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = {"format", "version", "family", "config", "shapes", "widths", "physics"}
@@ -47,6 +49,9 @@ def strategy_options(names: list[str], loss: str | None = None, iterates: float 
 class FinetuneJob:
     """Fine-tune ``model`` into ``out``.
 
+    ``model`` / ``teacher``: SPADE model files, or a user's network ``MODULE:FUNCTION[@FILE]``
+    (see :mod:`spade.models.adapter`; the output is then written like FILE, as weights +
+    pruning history, and used as ``MODULE:FUNCTION@OUT``).
     ``data``: the training images (a folder, a benchmark set, 'embedded'; sparse
     recovery: 'bernoulli-gaussian[:P]'), disjoint from the test images unless
     ``test_time`` says they are the test images themselves (test-time adaptation:
@@ -74,8 +79,9 @@ class FinetuneJob:
         require(not (self.val and self.holdout), "give val or holdout, not both")
         require(isinstance(self.holdout, int) and self.holdout >= 0, f"holdout = {self.holdout!r}: give a whole "
                                                                      "number of images >= 0")
-        require(Path(self.out).resolve() != Path(self.model).resolve(), "the output must differ from the input "
-                                                                       "model file")
+        given = split_source(self.model)[1] if is_factory(self.model) else self.model
+        require(given is None or Path(self.out).resolve() != Path(given).resolve(), "the output must differ from "
+                                                                                    "the input model file")
 
     @property
     def names(self) -> list[str]:
@@ -92,8 +98,14 @@ class FinetuneJob:
 
 
 def load_teacher(path, physics, device):
-    """The teacher model of ``path``; its physics must be the student's."""
-    teacher = load_model(path, device)
+    """The teacher model of ``path`` (a model file or MODULE:FUNCTION[@FILE]); its physics
+    must be the student's."""
+    if is_factory(path):
+        teacher = load_own(path, device)
+        teacher.require_physics(f"the teacher {path}")
+        teacher.model = reconstruction_net(teacher.model)
+    else:
+        teacher = load_model(path, device)
     require(teacher.physics is not None and same_physics(teacher.physics.cpu(), physics.cpu()),
             f"teacher {path} was built for other physics than the model "
             f"({teacher.physics.settings() if teacher.physics is not None else None} vs {physics.settings()}): "
@@ -101,10 +113,15 @@ def load_teacher(path, physics, device):
     return teacher.model
 
 
-def write_result(out: Path, checkpoint: Path, model, physics, spec_extra: dict) -> None:
-    """Rank 0: write the model file, then drop the checkpoint it supersedes."""
+def write_result(out: Path, checkpoint: Path, model, physics, spec_extra: dict, own=None) -> None:
+    """Rank 0: write the model file (a user's network: weights + its source's pruning
+    history), then drop the checkpoint it supersedes."""
     if dist.is_main():
-        save_model(out, model, physics, **spec_extra)
+        if own is None:
+            save_model(out, model, physics, **spec_extra)
+        else:
+            info = {"source": split_source(own.source)[0], "pruning": own.spec.get("pruning"), **spec_extra}
+            write_pruned(out, model, own.spec.get("history") or {}, info)
         checkpoint.unlink(missing_ok=True)
 
 
@@ -126,8 +143,14 @@ def finetune_file(job: FinetuneJob, device: str | torch.device = "cpu", resume: 
     ``teardown``; rank 0 writes the file.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    loaded = load_model(job.model, device)
-    require(loaded.physics is not None, f"model file {job.model} stores no physics to fine-tune with")
+    own = is_factory(job.model)
+    if own:
+        loaded = load_own(job.model, device)
+        loaded.require_physics("spade finetune")
+        user_model, loaded.model = loaded.model, reconstruction_net(loaded.model)
+    else:
+        loaded = load_model(job.model, device)
+        require(loaded.physics is not None, f"model file {job.model} stores no physics to fine-tune with")
     teacher = load_teacher(job.teacher, loaded.physics, device) if job.teacher else None
     sparse = loaded.physics.kind == "sparse"  # synthetic codes (the engine rejects validation data)
     channels = image_channels(loaded.model)
@@ -145,9 +168,14 @@ def finetune_file(job: FinetuneJob, device: str | torch.device = "cpu", resume: 
     summary = history.summary()
     summary.update({"out": job.out, "model": job.model, "teacher": job.teacher, "data": job.data,
                     "options": options})
-    extra = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
+    if own:
+        summary["load_as"] = f"{split_source(job.model)[0]}@{job.out}"
+        extra = {}
+    else:
+        extra = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
     extra["protocol"] = history.protocol
     extra["finetuning"] = {**summary, "settings": asdict(job.train),
                            **validation_record(job.val or job.data, val)}
-    write_result(Path(job.out), job.checkpoint, model, loaded.physics, extra)
+    write_result(Path(job.out), job.checkpoint, user_model if own else model, loaded.physics, extra,
+                 loaded if own else None)
     return summary

@@ -10,9 +10,9 @@ from ..errors import require
 from ..limits import check_count
 from ..finetune.loop import image_channels
 from ..macs import MACS_COUNTER
-from ..models.adapter import from_factory, is_factory
+from ..models.adapter import is_factory, split_source
 from ..models.io import load_model, save_model
-from ..prune import prune, save_pruned
+from ..prune import history_of, load_own, prune, write_pruned
 from ..prune.api import check_settings
 from ..prune.calls import tensors_of
 from ..prune.data import measurement_batches
@@ -65,8 +65,8 @@ class PruneJob:
 
 
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
-    """Prune ``job.model`` (a SPADE model file, or MODULE:FUNCTION) into ``job.out``; returns the
-    pruning record as JSON (no history)."""
+    """Prune ``job.model`` (a SPADE model file, or MODULE:FUNCTION[@FILE]) into ``job.out``;
+    returns the pruning record as JSON (no history)."""
     if is_factory(job.model):
         return _prune_own_model(job, device)
     loaded = load_model(job.model, device)
@@ -103,18 +103,45 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
 
 
 def _prune_own_model(job: PruneJob, device) -> dict:
-    """A user's network from MODULE:FUNCTION: pruned on its own example, saved as weights +
-    pruning history (reload with ``spade.load_pruned(path, fresh_model, example)``)."""
-    require(job.data is None and not job.reconstruct and job.latency is None,
-            "--data, --reconstruct and latency targets measure images with a SPADE model file's physics: for "
-            "MODULE:FUNCTION give data and widths through the library (spade.prune(..., data=batches, widths=...))")
-    model, example = from_factory(job.model)
-    pruned, record = prune(model.to(device), example, ratio=job.ratio, importance=job.importance, scope=job.scope,
+    """A user's network from MODULE:FUNCTION[@FILE]: pruned on its own example, saved as
+    weights + pruning history (reload with ``spade.load_pruned(path, fresh_model, example)``
+    or name it ``MODULE:FUNCTION@OUT``). Data, reconstruction and latency targets measure
+    images with the physics of a ``(y, physics)`` example."""
+    own = load_own(job.model, device)
+    factory, _ = split_source(job.model)
+    physics = own.physics
+    wants = [w for w, given in (("--data", job.data is not None), ("--reconstruct", job.refits),
+                                ("a latency target", job.latency is not None)) if given]
+    if wants:
+        own.require_physics(wants[0])
+    batches = None
+    if job.data is not None:
+        protocol = own.spec.get("protocol") or physics.protocols[0]
+        images = load_images(job.data, image_channels(own.model))
+        if job.crop:
+            images = [im.centre_crop(job.crop) for im in images]
+        batches = measurement_batches(physics, images, protocol, job.samples, job.seed, device)
+    y = own.example[0] if physics is not None else None
+    plan = None if job.latency is None else planned_widths(job.latency, own.model, physics, y, job.importance,
+                                                           batches, job.seed)
+    pruned, record = prune(own.model, own.example, ratio=job.ratio, importance=job.importance, scope=job.scope,
                            steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
-                           seed=job.seed)
-    save_pruned(job.out, pruned, record)
-    first = next(iter(tensors_of(example)), None)
-    summary = {"model": job.model, "out": job.out, **record.to_json(), "macs_counter": MACS_COUNTER,
-               "macs_image": [] if first is None else list(first.shape)}
+                           data=batches, seed=job.seed, reconstruct=job.refits, ridge=job.ridge,
+                           widths=None if plan is None else plan.widths)
+    first = next(iter(tensors_of(own.example)), None)
+    shape = [] if first is None else list(first.shape)
+    entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": shape,
+             "macs_counter": MACS_COUNTER}
+    if plan is not None:
+        entry["latency_plan"] = plan.measured(own.model, pruned, physics, y)
+    if own.spec.get("pruning"):
+        entry["previous"] = own.spec["pruning"]
+    info = {"source": factory, "pruning": entry,
+            **{k: own.spec[k] for k in ("protocol",) if own.spec.get(k)}}
+    write_pruned(job.out, pruned, history_of(record, own.spec.get("history")), info)
+    summary = {"model": job.model, "out": job.out, "load_as": f"{factory}@{job.out}", **record.to_json(),
+               "macs_counter": MACS_COUNTER, "macs_image": shape}
     summary.pop("history")
+    if plan is not None:
+        summary["latency_plan"] = entry["latency_plan"]
     return summary

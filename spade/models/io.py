@@ -31,6 +31,7 @@ from ..errors import SpadeError, require
 from ..fileio import save_torch
 from ..limits import check_count, check_finite, check_finite_number, check_shape, limit, loads_json
 from ..physics import LinearPhysics, physics_from_settings
+from .adapter import is_factory, source_name
 from .registry import create_model, get_family
 
 FORMAT = "spade-model"
@@ -175,6 +176,9 @@ def read_spec(path: str | Path) -> tuple[dict[str, Any], dict]:
     the spec against :class:`ModelSpec` and the resource limits, the weights and physics
     tensors as finite tensors within the limits (see :func:`check_content`)."""
     path = Path(path)
+    require(path.is_file() or not is_factory(path),
+            f"{path} names MODULE:FUNCTION, which spade prune, profile, evaluate, finetune and pipeline recipes take: "
+            "this needs a SPADE model file")
     require(path.is_file(), f"model file {path} does not exist")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -319,7 +323,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
 def model_name(path: str | Path) -> str:
     """The name a model file goes by in tables, records and logs: its stem, or its
     folder's name for a file called ``model`` (``runs/x/train/foo/model.spade`` -> ``foo``,
-    as ``spade train`` writes it)."""
+    as ``spade train`` writes it); a user's ``MODULE:FUNCTION[@FILE]``: FILE's stem, or
+    MODULE:FUNCTION."""
+    if is_factory(path):
+        return source_name(str(path))
     p = Path(path)
     return p.parent.name if p.stem == "model" and p.parent.name else p.stem
 

@@ -15,6 +15,9 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     # the source, exactly one of:
     import = {weights = "net_params_200.pkl", phi = "phi.mat", qinit = "Qinit.mat"}  # or mask = ...
     # file = "model.spade"                      a SPADE model file
+    # function = "mynets:build"                 your own network: a function returning (model, (y, physics)),
+    #                                           e.g. (spade.Adapter(net, call), (y, physics)); its module is
+    #                                           imported from the recipe's folder first, then PYTHONPATH
     # train = "train/demo-mri.toml"             a training recipe (spade train)
     # distill = {family = "ista-net-plus", preset = "recursive", teacher = "ista-net-plus",
     #            steps = 300, batch = 16, lr = 5e-4, patch = 99, iterates = 1.0}
@@ -58,15 +61,15 @@ from ..finetune.config import TrainConfig
 from ..finetune.strategies import available as registered
 from ..finetune.strategies import build_strategies, parse_spec
 from ..jobs.finetuning import strategy_options
-from ..models import get_family
+from ..models import get_family, is_factory, split_source
 from ..profile import BACKENDS
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
 
 TOP = {"title", "notes", "data", "models", "prune", "finetune", "profile", "budget", "report"}
 DATA = {"test", "train", "protocol"}
-MODEL = {"name", "role", "file", "import", "train", "distill", "test", "train_data", "protocol"}
-SOURCES = ("file", "import", "train", "distill")
+MODEL = {"name", "role", "file", "function", "import", "train", "distill", "test", "train_data", "protocol"}
+SOURCES = ("file", "function", "import", "train", "distill")
 ROLES = ("unpruned", "recursive")
 IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
 DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
@@ -157,7 +160,15 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
     given = [s for s in SOURCES if s in m]
     require(len(given) == 1, f"{where} ({m['name']}) needs exactly one source of {list(SOURCES)}, got {given}")
     if "file" in m:
+        require(not (isinstance(m["file"], str) and is_factory(m["file"]) and not (base / m["file"]).exists()),
+                f"{where}.file = {m['file']!r} is not a file: a function of yours goes in function = {m['file']!r}")
         m["file"] = _path(base, m["file"], f"{where}.file")
+    elif "function" in m:
+        require(isinstance(m["function"], str), f"{where}.function must be a string, e.g. \"mynets:build\"")
+        factory, file = split_source(m["function"])
+        require(file is None, f"{where}.function = {m['function']!r}: name the function only (MODULE:FUNCTION); "
+                              "the pipeline prunes and fine-tunes it itself")
+        m["function"] = factory
     elif "train" in m:
         m["train"] = _path(base, m["train"], f"{where}.train")
     elif "import" in m:
@@ -323,6 +334,10 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     require(not prune["progressive"] or per_strategy, "[prune] progressive recovers between steps: give "
                                                       "[finetune] strategies (the first one's model is pruned next)")
     profile = _profile(raw)
+    own = [m["name"] for m in models if "function" in m]
+    require(not own or (profile.get("batch", 1) == 1 and "side" not in profile),
+            f"[profile] batch / side: models {own} are timed on the example input their function returns; "
+            "drop batch and side")
     budget = _budget(raw, profile["backends"])
     report = _table(raw.get("report", {}), "report", REPORT)
     title = raw.get("title", path.stem)

@@ -7,6 +7,8 @@ the first missing output; a fine-tuning run resumes from its checkpoint)::
     OUT/models/NAME.spade            sources: imported, trained (OUT/train/NAME/), distilled
     OUT/models/NAME-r50[-dK].spade   pruned: ratio 0.5 (and K iterations removed)
     OUT/models/NAME-r50-STRATEGY.spade   fine-tuned
+                                     (a recipe's own network, function = "MODULE:FUNCTION":
+                                     NAME-r50.pt, NAME-r50-STRATEGY.pt, used as MODULE:FUNCTION@FILE)
     OUT/results/                     evaluated + profiled (spade.report run directory)
     OUT/budget.json                  latency-budget mode: the chosen model
     REPORT/                          spade report (default OUT/report)
@@ -31,7 +33,10 @@ from ..errors import require
 from ..fileio import write_text
 from ..finetune.loop import TEST_TIME
 from ..jobs import FinetuneJob, ImportJob, PruneJob, TrainJob, finetune_file, import_file, prune_file, train_recipe
-from ..models import create_model, get_family, load_model, model_name, save_model
+from ..models import (create_model, get_family, is_factory, load_model, model_name, save_model, source_name,
+                      split_source)
+from ..models.adapter import importable_from
+from ..prune import load_own
 from ..report.render import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
@@ -45,12 +50,14 @@ class Pipeline:
     def __init__(self, recipe_path: str | Path, out: str | Path, resume: bool = False, report: str | Path | None = None,
                  device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print):
         self.recipe = read_pipeline_recipe(recipe_path)
+        self.folder = Path(self.recipe["path"]).parent  # a recipe's own networks are imported from here first
         self.out, self.device, self.progress, self.log = Path(out), device, progress, log
         self.report_dir = Path(report or self.recipe["report"].get("out") or self.out / "report")
         self.models_dir = self.out / "models"
         self._check_out(resume)
         if not resume:
-            self._check_inputs()
+            with importable_from(self.folder):
+                self._check_inputs()
         self._start = time.monotonic()
 
     def _check_out(self, resume: bool) -> None:
@@ -71,6 +78,8 @@ class Pipeline:
         for m in self.recipe["models"]:
             if "file" in m:
                 load_model(m["file"])
+            elif "function" in m:
+                load_own(m["function"]).require_physics(f"models '{m['name']}' (evaluated and fine-tuned here)")
             test = load_images(m["test"])
             if m["train_data"] and m["role"] == "unpruned":
                 check_disjoint(load_images(m["train_data"]), test)
@@ -79,8 +88,13 @@ class Pipeline:
     def _finetune(self, job: FinetuneJob) -> None:
         finetune_file(job, self.device, resume=job.checkpoint.exists(), progress=self.progress, log=self.log)
 
-    def _path(self, name: str) -> Path:
-        return self.models_dir / f"{name}.spade"
+    def _path(self, name: str, own: bool = False) -> Path:
+        return self.models_dir / f"{name}{'.pt' if own else '.spade'}"
+
+    @staticmethod
+    def _source(m: dict, path: Path) -> str:
+        """How the later stages name a model written at ``path`` for recipe model ``m``."""
+        return f"{m['function']}@{path}" if "function" in m else str(path)
 
     def _stage(self, what: str, target: Path, action: Callable[[], None]) -> Path:
         if target.exists():
@@ -96,16 +110,20 @@ class Pipeline:
         return f"{seconds // 60}:{seconds % 60:02d} elapsed"
 
     # -- stages ----------------------------------------------------------------------------
-    def sources(self) -> dict[str, Path]:
-        """Every model of the recipe as a model file (distilled models after their teachers)."""
+    def sources(self) -> dict[str, Path | str]:
+        """Every model of the recipe as a model file or MODULE:FUNCTION (distilled models
+        after their teachers)."""
         self.log("[1/5] models")
-        files: dict[str, Path] = {}
+        files: dict[str, Path | str] = {}
         ordered = sorted(self.recipe["models"], key=lambda m: "distill" in m)
         for m in ordered:
             name = m["name"]
             if "file" in m:
                 files[name] = Path(m["file"])
                 self.log(f"  {name}: {m['file']}")
+            elif "function" in m:
+                files[name] = m["function"]
+                self.log(f"  {name}: {m['function']}")
             elif "import" in m:
                 job = ImportJob(out=str(self._path(name)), **m["import"])
                 files[name] = self._stage(f"import {name}", self._path(name), lambda: import_file(job))
@@ -118,9 +136,9 @@ class Pipeline:
                                           lambda: self._distill(m, files[m["distill"]["teacher"]]))
         return files
 
-    def _distill(self, m: dict, teacher: Path) -> None:
+    def _distill(self, m: dict, teacher: Path | str) -> None:
         d = m["distill"]
-        loaded = load_model(teacher)
+        loaded = load_own(teacher) if is_factory(teacher) else load_model(teacher)
         family = get_family(d["family"])
         # the teacher's configuration (problem settings such as block size) when the family
         # is the same, then the preset (the sharing mode)
@@ -153,37 +171,41 @@ class Pipeline:
             uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"]
             data = (p.get("data") or m["train_data"]) if uses_data else None
             step = 1 - (1 - ratio) / (1 - done)  # of the channels left, to reach ``ratio`` of the original's
-            job = PruneJob(str(source), str(self._path(name)), step, importance=p["importance"],
+            out = self._path(name, "function" in m)
+            job = PruneJob(str(source), str(out), step, importance=p["importance"],
                            scope=p["scope"], depth=depth or None, data=data, reconstruct=p["reconstruct"],
                            crop=p["crop"], ridge=p["ridge"],
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
-            pruned = self._stage(f"prune {model_name(source)} at {ratio}", self._path(name),
-                                 lambda: prune_file(job, self.device))
+            pruned = self._stage(f"prune {self._label(source)} at {ratio}", out, lambda: prune_file(job, self.device))
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
                     "protocol": m["protocol"]}
-            entries.append({**base, "path": str(pruned), "name": name, "role": "pruned", "strategy": None,
+            entries.append({**base, "path": self._source(m, pruned), "name": name, "role": "pruned", "strategy": None,
                             "finetune_data": source_data})
             for i, (strategy, settings) in enumerate(strategies.items()):
                 tuned = self._finetune_pruned(pruned, f"{name}-{strategy_slug(strategy)}", strategy, settings, m,
                                               files[m["name"]])
                 entries.append({**base, **tuned, "role": "pruned", "strategy": strategy})
                 if p["progressive"] and i == 0:
-                    previous[m["name"]] = (Path(tuned["path"]), ratio, tuned["finetune_data"])
+                    previous[m["name"]] = (tuned["path"], ratio, tuned["finetune_data"])
         return entries
 
+    @staticmethod
+    def _label(source: Path | str) -> str:
+        return source_name(str(source)) if is_factory(source) else model_name(source)
+
     def _finetune_pruned(self, pruned: Path, name: str, strategy: str, settings: dict, m: dict,
-                         teacher: Path) -> dict:
+                         teacher: Path | str) -> dict:
         test_time = settings["test_time"]
         data = m["test"] if test_time else m["train_data"]
         names = strategy_slug(strategy).split("+")
-        job = FinetuneJob(str(pruned), str(self._path(name)), strategy, data, settings["train"],
+        out = self._path(name, "function" in m)
+        job = FinetuneJob(self._source(m, pruned), str(out), strategy, data, settings["train"],
                           teacher=str(teacher) if "school" in names else None, loss=settings.get("loss"),
                           iterates=settings.get("iterates"), transforms=settings.get("transforms", ()),
                           test_time=test_time)
         used = f"the test measurements of {data} (test-time adaptation)" if test_time else data
-        self._stage(f"fine-tune {model_name(pruned)} with {strategy} on {used}", self._path(name),
-                    lambda: self._finetune(job))
-        return {"path": str(self._path(name)), "name": name,
+        self._stage(f"fine-tune {self._label(pruned)} with {strategy} on {used}", out, lambda: self._finetune(job))
+        return {"path": self._source(m, out), "name": name,
                 "finetune_data": TEST_TIME if test_time else f"train:{data}"}
 
     def collect(self, files: dict[str, Path], pruned: list[dict]) -> Path:
@@ -198,7 +220,9 @@ class Pipeline:
         done = results / "results.jsonl"
         if done.is_file():
             collected = done.stat().st_mtime_ns
-            rebuilt = [Path(e["path"]).name for e in entries if Path(e["path"]).stat().st_mtime_ns > collected]
+            written = [Path(split_source(e["path"])[1] or "") if is_factory(e["path"]) else Path(e["path"])
+                       for e in entries]
+            rebuilt = [p.name for p in written if p.name and p.stat().st_mtime_ns > collected]
             if not rebuilt:
                 self.log(f"  {results} exists, kept")
                 return results
@@ -230,6 +254,10 @@ class Pipeline:
         return outcome
 
     def run(self) -> dict:
+        with importable_from(self.folder):
+            return self._run()
+
+    def _run(self) -> dict:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.out / "recipe.toml", self.recipe["text"])
         files = self.sources()

@@ -38,11 +38,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ..data import example_pair
 from ..errors import SpadeError, require
 from ..limits import check_input_size
-from ..models import LoadedModel, count_parameters, load_model, model_names
+from ..models import LoadedModel, OwnModel, count_parameters, load_model, model_names
+from ..models.adapter import first_tensor
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
 from .conditions import hardware, load_average, versions
@@ -82,6 +84,23 @@ class Candidate:
         return role_of(self.spec)
 
 
+class Called(nn.Module):
+    """A user's network bound to all its example inputs but the first:
+    ``forward(y) -> model(y, *rest)`` (the first tensor of its output)."""
+
+    def __init__(self, model: nn.Module, rest: tuple):
+        super().__init__()
+        self.model = model
+        self.rest = tuple(rest)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return first_tensor(self.model(y, *self.rest))
+
+
+def _key(item: str | Path | OwnModel) -> str:
+    return item.source if isinstance(item, OwnModel) else str(item)
+
+
 def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 1),
                    device: str | torch.device = "cpu") -> list[torch.Tensor]:
     """Measurements ``y`` of embedded photographs for a loaded model, one per seed (another
@@ -90,10 +109,33 @@ def example_inputs(loaded: LoadedModel, batch: int, side: int | None, seeds=(0, 
     return [example_pair(loaded.physics, batch, side, channels=channels, seed=s, device=device)[1] for s in seeds]
 
 
-def load_candidates(paths: list[str], batch: int, side: int | None, device: torch.device) -> list[Candidate]:
-    """Load model files and measure their example inputs."""
+def _perturbed(y: torch.Tensor, seed: int = 1) -> torch.Tensor:
+    """Another input like ``y`` (5% noise) for verifying backends of a user's network."""
+    if not (y.is_floating_point() or y.is_complex()):
+        return y
+    noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype).to(y.device)
+    return y + 0.05 * y.abs().mean() * noise
+
+
+def own_candidate(own: OwnModel, name: str, batch: int, side: int | None) -> Candidate:
+    """A user's network timed on the first of its own example inputs (the others bound in)."""
+    require(batch == 1 and side is None, f"{own.source} is timed on the example input its function returns: drop "
+                                         "--batch and --side (or return the input you want timed)")
+    items = list(own.example) if isinstance(own.example, (tuple, list)) else [own.example]
+    require(bool(items) and isinstance(items[0], torch.Tensor),
+            f"{own.source}: the profiler times the model on its first example input, which must be a tensor (got "
+            f"{type(items[0]).__name__ if items else 'no input'}): return example inputs as a tuple, tensor first")
+    y = items[0]
+    return Candidate(own.source, name, Called(own.model, tuple(items[1:])).eval(), own.spec, y, _perturbed(y))
+
+
+def load_candidates(paths: list, batch: int, side: int | None, device: torch.device) -> list[Candidate]:
+    """Load model files (and take users' loaded networks) and measure their example inputs."""
     out = []
-    for path, name in zip(paths, model_names(paths)):
+    for path, name in zip(paths, model_names([_key(p) for p in paths])):
+        if isinstance(path, OwnModel):
+            out.append(own_candidate(path, name, batch, side))
+            continue
         loaded = load_model(path, device)
         require(loaded.physics is not None, f"model file {path} stores no physics: profiling needs its operator")
         y, y_check = example_inputs(loaded, batch, side, device=device)
@@ -137,22 +179,28 @@ def _check_settings(threads, batch, side, rounds, min_run_time, tolerance, max_r
     require(0 < max_spread < 10, f"max spread must be a share of the speedup in (0, 10) (got {max_spread})")
 
 
-def profile_models(models: list[str | Path], backends: list[str] = ("eager",), batch: int = 1, threads: int = 1,
+def profile_models(models: list[str | Path | OwnModel], backends: list[str] = ("eager",), batch: int = 1,
+                   threads: int = 1,
                    side: int | None = None, device: str | torch.device = "cpu", baseline: str | Path | None = None,
                    recursive: str | Path | None = None, rounds: int = 15, min_run_time: float = 1.0,
                    allocator: str = "pinned", tolerance: float = TOLERANCE, max_rounds: int | None = None,
                    max_spread: float = MAX_SPREAD,
                    log: Callable[[str], None] = lambda msg: None) -> dict:
     """Profile model files (see module docstring). ``baseline`` and ``recursive`` are
-    added to ``models`` when not among them; the baseline defaults to the first model."""
+    added to ``models`` when not among them; the baseline defaults to the first model.
+    A user's network comes loaded (:class:`~spade.models.OwnModel`, e.g. from
+    ``spade.prune.load_own("mynets:build@pruned.pt")``): it is timed on the first of its
+    example inputs, the others bound in, and named by its source string."""
     _check_settings(threads, batch, side, rounds, min_run_time, tolerance, max_rounds, max_spread)
     backends = check_backends(list(backends))
     device = torch.device(device)
-    paths = [str(p) for p in models]
-    require(len(paths) > 0, "no model to profile")
+    items = {_key(m): m if isinstance(m, OwnModel) else str(m) for m in models}
+    require(len(items) > 0, "no model to profile")
     baseline_given = baseline is not None
-    baseline = str(baseline) if baseline is not None else paths[0]
-    paths = list(dict.fromkeys([baseline] + paths + ([str(recursive)] if recursive is not None else [])))
+    baseline = _key(baseline) if baseline is not None else next(iter(items))
+    recursive = None if recursive is None else _key(recursive)
+    keys = list(dict.fromkeys([baseline] + list(items) + ([recursive] if recursive is not None else [])))
+    paths = [items.get(k, k) for k in keys]
     allocator_state = alloc.configure(allocator)
     load_before = load_average()
     with contextlib.ExitStack() as stack:

@@ -16,10 +16,10 @@ from .api import PruneRecord, count_macs, count_params, prune
 from .criteria import CRITERIA
 from .depth import DepthResult, prune_depth
 from .graph import Graph
-from .saving import apply_history, load_pruned, save_pruned
+from .saving import apply_history, history_of, load_own, load_pruned, read_pruned, save_pruned, write_pruned
 
 __all__ = ["prune", "PruneRecord", "count_macs", "count_params", "CRITERIA", "DepthResult", "prune_depth", "Graph",
-           "apply_history", "load_pruned", "save_pruned"]
+           "apply_history", "history_of", "load_own", "load_pruned", "read_pruned", "save_pruned", "write_pruned"]
 
 
 class _CallablePackage(types.ModuleType):

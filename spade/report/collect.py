@@ -19,9 +19,10 @@ from ..data import channel_mode, load_images
 from ..errors import require
 from ..evaluation import PROTOCOLS, evaluate
 from ..fileio import atomic_path
-from ..models import count_parameters, get_family, load_model, model_names
+from ..models import OwnModel, count_parameters, get_family, is_factory, load_model, model_names
 from ..physics.mri import magnitude
 from ..profile import profile_models, role_of
+from ..prune import load_own
 from . import results, runfolder
 
 
@@ -55,7 +56,8 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
                 log: Callable[[str], None] = lambda msg: None) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 
-    ``models``: paths, or dicts ``{"path", "name"?, "role"?, "parent"?, "ratio"?,
+    ``models``: paths (or a user's ``MODULE:FUNCTION[@FILE]``, see
+    :mod:`spade.models.adapter`), or dicts ``{"path", "name"?, "role"?, "parent"?, "ratio"?,
     "importance"?, "strategy"?, "data"?, "protocol"?}`` overriding what the spec says
     (role from the sharing mode and resized layers, ratio/importance from
     ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
@@ -66,7 +68,13 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
             f"{run_dir} exists and is not empty: collect into a new directory")
     entries = [_entry(m) for m in models]
     require(entries, "no model to collect")
-    loaded = {e["path"]: load_model(e["path"]) for e in entries}
+    loaded = {}
+    for e in entries:
+        if is_factory(e["path"]):
+            loaded[e["path"]] = load_own(e["path"])
+            loaded[e["path"]].require_physics(f"{e['path']} (evaluated here)")
+        else:
+            loaded[e["path"]] = load_model(e["path"])
     names = dict(zip(loaded, model_names(list(loaded))))
     for e in entries:
         spec = loaded[e["path"]].spec
@@ -84,7 +92,9 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         base = next((e for e in group if e["role"] == "unpruned"), None)
         unpruned[fam] = base
         log(f"profiling {len(group)} {fam} model(s)")
-        profiles[fam] = profile_models([e["path"] for e in group], backends=backends, batch=batch, threads=threads,
+        own = {p: m for p, m in loaded.items() if isinstance(m, OwnModel)}
+        profiles[fam] = profile_models([own.get(e["path"], e["path"]) for e in group], backends=backends, batch=batch,
+                                       threads=threads,
                                        side=side, baseline=None if base is None else base["path"], rounds=rounds,
                                        min_run_time=min_run_time, log=log)
     with atomic_path(run_dir) as tmp:
@@ -101,8 +111,10 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
     """Evaluate one model, save its sample and append its record."""
     data = e.get("data") or data
     require(data, f"model {e['name']}: no test images to evaluate on")
-    proto = e.get("protocol") or protocol or lm.spec.get("protocol") or get_family(e["family"]).protocol
-    channels = channel_mode(lm.model.config.get("image_channels", 1))
+    config = getattr(lm.model, "config", {})
+    proto = e.get("protocol") or protocol or lm.spec.get("protocol") or (
+        lm.physics.protocols[0] if isinstance(lm, OwnModel) else get_family(e["family"]).protocol)
+    channels = channel_mode(config.get("image_channels", 1))
     log(f"evaluating {e['name']} on {data} ({proto})")
     ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1)
     first = ev.per_image[0]
@@ -115,7 +127,7 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
         for lat in latency:
             lat["speedup_vs_unpruned"] = lat["speedup_vs_unpruned_ci"] = None
     entry = next(p for p in profile["models"] if p["model"] == e["path"])
-    record = {"name": e["name"], "family": e["family"], "sharing": lm.model.config.get("sharing"),
+    record = {"name": e["name"], "family": e["family"], "sharing": config.get("sharing"),
               "role": e["role"], "params": entry["params"], "macs": entry["macs"],
               "conditions": results.conditions_from_profile(profile, entry),
               "parent": e.get("parent") or (base["name"] if e["role"] == "pruned" and base else None),

@@ -83,3 +83,10 @@ def example_inputs(ratio: float = 0.25, side: int = 66, seed: int = 0):
     m = round(ratio * 1089)
     phi = torch.randn(m, 1089, generator=g) / 33
     return torch.rand(1, 1, side, side, generator=g), phi, phi.t().clone(), ratio
+
+
+def call(model, y, physics):
+    """COAST from SPADE's ``(y, physics)``. COAST measures the image it is given; with
+    Phi's orthonormal rows (``BlockCS.gaussian``) ``Phi (Phi^T y) = y``, so handing it
+    ``A^T y`` gives it exactly the measurements ``y``."""
+    return model(physics.A_adjoint(y), physics.phi, physics.phi.t(), physics.ratio)

@@ -289,3 +289,18 @@ def example_inputs(batch: int = 1, coils: int = 4, size: int = 24, seed: int = 0
     mask[..., size // 2 - 3: size // 2 + 3, :] = True
     kspace = fft2c(image) * mask
     return kspace, mask, 6
+
+
+def physics(size: int = 32, coils: int = 4):
+    """SPADE's multi-coil MRI in fastMRI's centred k-space layout, 8 low-frequency columns."""
+    from spade.physics import build_physics
+    return build_physics({"kind": "mri", "shape": [size, size], "coils": coils, "acceleration": 4,
+                          "center_fraction": 8 / size})
+
+
+def call(model, y, physics):
+    """VarNet from SPADE's ``(y, physics)``: its column mask and low frequencies; the
+    magnitude it returns is the real part of SPADE's complex image (real test images)."""
+    mask = physics.mask[0].bool().view(1, 1, 1, -1, 1)
+    image = model(y, mask, 8)
+    return torch.stack([image, torch.zeros_like(image)], dim=1)

@@ -103,3 +103,20 @@ def official_inputs(folder, ratio: int, blocks: int = 4, seed: int = 0):
     qinit = torch.from_numpy(loadmat(f"{folder}/Initialization_Matrix_{ratio}.mat")["Qinit"]).float()
     x = torch.rand(blocks, 1089, generator=torch.Generator().manual_seed(seed))
     return torch.mm(x, phi.t()), phi, qinit
+
+
+def call(model, y, physics):
+    """ISTA-Net+ from SPADE's ``(y, physics)``: one row of ``Phix`` per 33x33 block (SPADE's
+    (B, m, H/33, W/33) in row-major block order), the blocks put back into images."""
+    from spade.physics.cs import batch_to_blocks
+    b, m, h, w = y.shape
+    phix = y.permute(0, 2, 3, 1).reshape(-1, m)
+    x = model(phix, physics.phi, physics.qinit)[0]
+    return batch_to_blocks(x.view(-1, 1, 33, 33), (b, 1, h * 33, w * 33))
+
+
+def physics(folder, ratio: int):
+    """SPADE's block CS with the official Phi and Qinit of ``folder``."""
+    from spade.physics import build_physics
+    return build_physics({"kind": "cs", "phi": f"{folder}/phi_0_{ratio}_1089.mat",
+                          "qinit": f"{folder}/Initialization_Matrix_{ratio}.mat"})

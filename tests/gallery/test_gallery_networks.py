@@ -16,6 +16,7 @@ import coast_official
 import deepinv_unrolled
 import fastmri_varnet
 import ista_official
+import modl  # noqa: F401  (imported by name on the command line)
 
 
 def _shapes(output):
@@ -69,13 +70,6 @@ def test_official_ista_net_plus_with_raw_parameters_prunes_runs_and_reloads(offi
 
 
 @pytest.mark.bench_data
-def test_official_ista_net_plus_ratio_zero_is_exact(official_ista):
-    model, example = official_ista
-    small, record = spade.prune(model, example, ratio=0.0)
-    assert torch.equal(small(*example)[0], model(*example)[0]) and record.history == []
-
-
-@pytest.mark.bench_data
 def test_official_ista_net_plus_reconstruction_only_prunes_the_transform_too(official_ista):
     model, example = official_ista
     small, record = spade.prune(model, lambda m: m(*example)[0], ratio=0.5)
@@ -105,12 +99,6 @@ def test_fastmri_varnet_prunes_unmodified(varnet, tmp_path):
     spade.prune.save_pruned(tmp_path / "varnet.pt", small, record)
     restored = spade.prune.load_pruned(tmp_path / "varnet.pt", fastmri_varnet.VarNet(2, 4, 2, 8, 2), example)
     assert torch.equal(restored.eval()(*example), small(*example))
-
-
-def test_fastmri_varnet_ratio_zero_is_exact(varnet):
-    model, example = varnet
-    small, _ = spade.prune(model, example, ratio=0.0)
-    assert torch.equal(small(*example), model(*example))
 
 
 def test_coast_hard_coded_scale_view_is_rolled_back_with_one_line():
@@ -163,16 +151,10 @@ def test_adapter_fine_tunes_profiles_and_reloads_a_third_party_model(pgd, tmp_pa
     assert set(k for k, _ in small.named_parameters()) == {f"model.{k}" for k, _ in model.named_parameters()}
     physics = example[1]
     quiet = {"progress": False, "log": lambda m: None, "steps": 8, "batch": 2, "patch": 33, "lr": 1e-3, "seed": 0}
-    teacher = spade.Adapter(copy.deepcopy(model), call).eval()  # the loop freezes its teacher
-    losses = {}
-    for strategy in ("supervised", "school", "self-supervised"):
-        tuned = spade.prune(spade.Adapter(model, call), example, ratio=0.5)[0]
-        _, history = finetune(tuned, physics, crops(3, 66), strategy,
-                              teacher=teacher if strategy == "school" else None, **quiet)
-        losses[strategy] = [s["loss"] for s in history.steps]
-        assert all(torch.isfinite(torch.tensor(losses[strategy])))
-    sup = losses["supervised"]
-    assert sum(sup[-2:]) < sum(sup[:2])
+    tuned = spade.prune(spade.Adapter(model, call), example, ratio=0.5)[0]  # each strategy: test_gallery_invariants
+    _, history = finetune(tuned, physics, crops(3, 66), "supervised", **quiet)
+    losses = [s["loss"] for s in history.steps]
+    assert sum(losses[-2:]) < sum(losses[:2])
     assert forward_cost(lambda: small(*example))["macs"] == record.macs_after < record.macs_before
     spade.save_pruned(tmp_path / "pgd.pt", small, record)
     restored = spade.load_pruned(tmp_path / "pgd.pt", spade.Adapter(deepinv_unrolled.UnrolledPGD(
@@ -193,7 +175,7 @@ def test_cli_prunes_a_model_given_as_module_function(tmp_path, capsys):
     assert restored.prior.in_conv.out_channels == 8 and restored(*example).shape == model(*example).shape
     for argv, message in ((["nowhere_module:build"], "cannot import 'nowhere_module'"),
                           (["deepinv_unrolled:nothing"], "has no function 'nothing'"),
-                          (["deepinv_unrolled:build", "--data", "embedded"], "measure images with a SPADE model file")):
+                          (["modl:build", "--data", "embedded"], "--data needs the model called as model(y, physics)")):
         assert main(["prune", *argv[:1], "--ratio", "0.5", "--out", str(tmp_path / "x.pt"), *argv[1:]]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
