@@ -45,8 +45,12 @@ def test_quantize_end_to_end_close_to_float(tiny, tmp_path, capsys):
     ev = r["evaluation"]
     assert r["quantized_convs"] == 6 * PHASES and ev["images"]
     assert abs(ev["psnr_loss_db"]) < 0.5 and ev["int8"]["psnr"] > 10
-    assert set(r["timings"]) == {"float eager", "float onnxruntime", "int8 onnxruntime", "reference eager"}
+    assert set(r["timings"]) == {"float eager", "float onnxruntime", "int8 onnxruntime", "reference eager",
+                                 "reference onnxruntime"}
     assert r["timings"]["reference eager"]["speedup_vs_reference_eager_speedup"] == 1.0
+    assert r["onnx_baseline"] == "reference onnxruntime" and r["clock"]["clock"] in ("wall", "cpu")
+    assert r["timings"]["reference onnxruntime"]["speedup_vs_reference_onnxruntime_speedup"] == 1.0
+    assert r["timings"]["int8 onnxruntime"]["speedup_vs_reference_onnxruntime_speedup"] > 0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -22,6 +22,7 @@ from ..fileio import atomic_path
 from ..models import count_parameters, get_family, load_model
 from ..physics.mri import magnitude
 from ..profile import profile_models, role_of
+from ..profile.quantize import INT8_BACKEND
 from . import results, runfolder
 
 
@@ -52,14 +53,17 @@ def sample_arrays(protocol: str, arrays: dict) -> tuple[np.ndarray, np.ndarray, 
 def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str | None, protocol: str | None = None,
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
                 rounds: int = 15, min_run_time: float = 1.0, title: str | None = None,
-                log: Callable[[str], None] = lambda msg: None) -> list[dict]:
+                quantized: list[dict] = (), log: Callable[[str], None] = lambda msg: None) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 
     ``models``: paths, or dicts ``{"path", "name"?, "role"?, "parent"?, "ratio"?,
     "importance"?, "strategy"?, "data"?, "protocol"?}`` overriding what the spec says
     (role from the sharing mode and resized layers, ratio/importance from
     ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
-    ``protocol`` (per-model test images).
+    ``protocol`` (per-model test images). ``quantized``: ``{"source", "name", "report"}``
+    of INT8 models (``spade.profile.quantize.quantize_file`` reports of models in
+    ``models``), each added as a record after its float source
+    (:func:`~spade.report.results.int8_record`, backend ``onnxruntime-int8``).
     """
     run_dir = Path(run_dir)
     require(not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())),
@@ -90,6 +94,11 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         tmp.mkdir()
         records = [_record(tmp, e, loaded[e["path"]], profiles[e["family"]], unpruned[e["family"]], data, protocol,
                            log) for e in entries]
+        by_name = {r["name"]: r for r in records}
+        for q in quantized:
+            require(q["source"] in by_name, f"INT8 model {q['name']}: its source '{q['source']}' is not collected")
+            records.append(results.append_record(tmp, results.int8_record(by_name[q["source"]], q["report"], q["name"],
+                                                                          INT8_BACKEND)))
         if title:
             results.write_run_info(tmp, title)
     return records

@@ -85,6 +85,7 @@ def context(records: list[dict], df, info: dict, figs: list[dict]) -> dict:
                       "n_images": int(n.max()) if len(n) else None,
                       "rows": [readout.row(r) for _, r in g.iterrows()],
                       "test_time": readout.TEST_TIME_NOTE if (g["finetune_data"] == "test").any() else None,
+                      "int8": readout.int8_note(g),
                       "failed": [(r["model"], r["backend"], r["error"]) for _, r in g[g["status"] == "failed"].iterrows()]})
     method = ("Speedups: each round times every model back to back (order rotated), the speedup is the median of the "
               "per-round ratios, shown with its 95% order-statistics interval; every model gets the same rounds; "
