@@ -134,6 +134,7 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     (("role = \"recursive\"", "role = \"baseline\""), "choose one of ['unpruned', 'recursive']"),
     (("speedup = 1.01", "speedup = 0.5"), "[budget] speedup = 0.5"),
     (("rounds = 1", "rounds = 0"), "[profile] rounds = 0 must be a whole number >= 1"),
+    (("side = 66", "side = 66\nbreakdown = \"yes\""), "[profile] breakdown = 'yes': give true or false"),
     (("title = \"tiny\"", "title = [1"), "is not valid TOML"),
     # the engine's own schema checks every strategy's settings before anything is written
     (("patch = 33\n[finetune.supervised]", "clip = -1\npatch = 33\n[finetune.supervised]"), "clip = -1 must be"),
@@ -236,6 +237,7 @@ def test_quantize_stage_adds_int8_rows_to_results_and_report(files, capsys):
     summary = (files / "report" / "summary.md").read_text()
     assert "INT8 rows (backend onnxruntime-int8)" in summary and "tiny-r50-int8: " in summary
     assert "| tiny-r50-int8 | pruned |" in summary and "fitted to 66x66 — protocol ista-cs" in summary
+    assert not (files / "report" / "figures" / "breakdown.png").exists()  # [profile] breakdown is off by default
     budget = json.loads((out / "budget.json").read_text())
     assert budget["backend"] == "onnxruntime-int8" and {c["model"] for c in budget["candidates"]} == {"tiny-r50-int8"}
 

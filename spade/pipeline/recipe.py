@@ -41,6 +41,7 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     steps = 200
 
     [profile]              # backends, threads, rounds, min_run_time, batch, side
+    # breakdown = true     where the eager time goes (convs, physics, glue, layout) per architecture
     [quantize]             # INT8 priors on ONNX Runtime (spade quantize), physics in float
     models = "pruned"      # "pruned" (every pruned model) or "all" (the unpruned / recursive ones too)
     samples = 8            # calibration images, from [data] train (never the test images) or data = ...
@@ -86,7 +87,7 @@ FINETUNE = {"strategies"} | TRAINING
 #: recipe keys that are strategy options, not TrainConfig fields; the recipe's noise is TrainConfig.noise_level
 OPTIONS = ("loss", "iterates", "transforms", "test_time")
 OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
-PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
+PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side", "breakdown"}
 QUANTIZE = {"models", "samples", "data", "rounds", "min_run_time"}
 QUANTIZE_MODELS = ("pruned", "all")
 BUDGET = {"speedup", "backend"}
@@ -300,6 +301,8 @@ def _profile(raw: dict) -> dict:
             _int(profile[key], f"[profile] {key}")
     if "min_run_time" in profile:
         _number(profile["min_run_time"], "[profile] min_run_time", 0.0, 60.0)
+    breakdown = profile.setdefault("breakdown", False)
+    require(isinstance(breakdown, bool), f"[profile] breakdown = {breakdown!r}: give true or false")
     return profile
 
 

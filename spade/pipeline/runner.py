@@ -267,6 +267,7 @@ class Pipeline:
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
                     batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
                     min_run_time=prof.get("min_run_time", 1.0), title=self.recipe["title"], quantized=quantized,
+                    breakdown=prof["breakdown"],
                     log=lambda msg: self.log(f"  {msg}"))
         return results
 

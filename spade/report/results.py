@@ -44,6 +44,10 @@ key                       value
                           ``{"source", "format", "quantized_convs", "calibration", "float",
                           "psnr_loss_db", "onnx_baseline"}`` — the float record it was made
                           from, how, and the float scores on the same images; else null
+``breakdown``             where one eager call's time goes (:mod:`spade.profile.breakdown`):
+                          ``{"parts": {convs, physics, glue, layout, python, other: ms},
+                          "convs": {label: ms}, "measured_ms", "agreement", "ceiling_convs_free",
+                          "ceiling_priors_free", "calls_profiled", "load_average"}``, or null
 ========================  ==================================================================
 
 A **sample** file (``numpy.savez``) holds ``reconstruction``, ``ground_truth`` and
@@ -150,6 +154,7 @@ class Record(BaseModel):
     sample: Optional[str] = None
     model_file: Optional[str] = None
     quantized: Optional[dict] = None
+    breakdown: Optional[dict] = None
 
     @field_validator("sample")
     @classmethod
@@ -410,3 +415,17 @@ def int8_record(source: dict, report: dict, name: str, backend: str) -> dict:
             "parent": source.get("parent") or (source["name"] if source["role"] == "unpruned" else None),
             "conditions": conditions, "evaluation": evaluation, "latency": [latency], "peak_mem_mb": None,
             "sample": None, "model_file": report["out"], "quantized": quantized}
+
+
+#: the parts of a breakdown, in the order a report stacks them
+BREAKDOWN_PARTS = ("convs", "physics", "glue", "layout", "python", "other")
+
+
+def breakdown_from_result(result: dict, model: str) -> dict:
+    """The ``breakdown`` of model file ``model`` from a ``breakdown_models`` result."""
+    e = next((m for m in result["models"] if m["model"] == model), None)
+    require(e is not None, f"the breakdown has no entry for {model}")
+    parts = {"convs": e["conv_ms"], **{k: e[f"{k}_ms"] for k in BREAKDOWN_PARTS[1:]}}
+    return {"parts": parts, "convs": dict(e["convs"]), "measured_ms": e["measured_ms"], "agreement": e["agreement"],
+            "ceiling_convs_free": e["ceiling_convs_free"], "ceiling_priors_free": e["ceiling_priors_free"],
+            "calls_profiled": result["calls_profiled"], "load_average": result.get("load_average")}
