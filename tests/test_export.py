@@ -145,8 +145,8 @@ def test_every_family_and_sharing_mode_exports_and_runs_like_eager(name, preset,
 
 
 def test_sr_data_step_is_the_tiled_closed_form():
-    # prox_l2 tiles its (H/s, W/s) ratio with cat (exportable for complex tensors): the same
-    # numbers as the earlier repeat-based form, written out here
+    # prox_l2 tiles its complex (H/s, W/s) ratio through its real view (exportable, traceable
+    # by torch-pruning): the same numbers as repeat on the complex tensor, written out here
     for scale in (2, 3, 4):
         physics = SuperResolution(scale, "gaussian:1.6")
         z, x = torch.randn(2, 3, 24, 24), torch.randn(2, 3, 24, 24)

@@ -102,10 +102,12 @@ def _block_mean(a: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def _tile(a: torch.Tensor, s: int) -> torch.Tensor:
-    """``s x s`` copies of ``a``: (..., h, w) -> (..., s h, s w), i.e. ``a.repeat(.., s, s)``
-    written with ``cat``, which the ONNX exporter translates for complex tensors too."""
-    a = torch.cat([a] * s, dim=-2)
-    return torch.cat([a] * s, dim=-1)
+    """``s x s`` copies of ``a``: (..., h, w) -> (..., s h, s w), i.e. ``a.repeat(.., s, s)``.
+    A complex ``a`` is tiled through its real view: the ONNX exporter has no complex
+    ``repeat`` (nor ``expand``), and torch-pruning cannot trace a ``cat`` of complex tiles."""
+    if not a.is_complex():
+        return a.repeat(*([1] * (a.dim() - 2)), s, s)
+    return torch.view_as_complex(torch.view_as_real(a).repeat(*([1] * (a.dim() - 2)), s, s, 1))
 
 
 class SuperResolution(LinearPhysics):
