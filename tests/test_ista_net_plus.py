@@ -17,6 +17,7 @@ from spade.errors import SpadeError
 from spade.models import count_parameters, create_model, load_model
 from spade.models.ista_net_plus import ISTAPhase
 from spade.physics import MRI, BlockCS, gaussian_phi, random_mask
+from spade.physics.cs import batch_to_blocks, blocks_to_batch
 
 
 def cli(capsys, *argv):
@@ -71,6 +72,55 @@ def test_cs_forward_with_symmetry_penalty():
     assert out.shape == x.shape and len(aux["iterates"]) == 9
     reg = aux["regularizer"]
     assert reg.dim() == 0 and reg.item() > 0 and reg.requires_grad
+
+
+def _cut_per_phase(model, y, physics):
+    """ISTA-Net+ as the official code lays it out: a gradient step on the image, then the
+    image cut into blocks for the prior and put back together, at every phase."""
+    x = physics.A_dagger(y)
+    iterates, sym_terms = [], []
+    for phase, scales in model.sharing.schedule():
+        r = physics.gradient_step(x, y, phase.lambda_step)
+        rb, sym = phase(blocks_to_batch(r, 33), scales, with_sym=True)
+        x = batch_to_blocks(rb, r.shape)
+        iterates.append(x)
+        sym_terms.append(torch.mean(sym ** 2))
+    return x, iterates, model.sym_weight * torch.stack(sym_terms).sum()
+
+
+@pytest.mark.parametrize("sharing, dtype, tol", [("untied", torch.float64, 1e-10), ("tied", torch.float64, 1e-10),
+                                                  ("recursive", torch.float32, 1e-5)])  # (modulation input: float32)
+def test_cs_network_runs_on_the_batch_of_blocks_like_the_per_phase_cut(sharing, dtype, tol):
+    torch.manual_seed(0)
+    model = create_model("ista-net-plus", phases=3, channels=8, sharing=sharing, stages=2, recursions=2).to(dtype).eval()
+    phi = gaussian_phi(0.25, seed=1)
+    physics = BlockCS(phi, phi.T.contiguous()).to(dtype)
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))  # modulation and thresholds away from their start
+    y = physics.A(torch.rand(2, 1, 66, 99, dtype=dtype))
+    want, want_iterates, want_reg = _cut_per_phase(model, y, physics)
+    got, aux = model(y, physics, return_aux=True)
+    assert got.shape == (2, 1, 66, 99) and torch.allclose(got, want, atol=tol)
+    assert len(aux["iterates"]) == len(want_iterates)
+    assert all(torch.allclose(a, b, atol=tol) for a, b in zip(aux["iterates"], want_iterates))
+    assert torch.allclose(aux["regularizer"], want_reg, rtol=tol)
+    with torch.no_grad():
+        assert torch.allclose(model(y, physics), want, atol=tol)
+
+
+def test_prior_features_are_channels_last():
+    """oneDNN convolutions run on NHWC features without reordering them at every layer."""
+    phase = ISTAPhase(channels=8).eval()
+    seen = []
+    for conv in (phase.conv_D, phase.conv1_forward, phase.conv2_backward, phase.conv_G):
+        conv.register_forward_hook(lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)
+                                                               and o.is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        x, _ = phase(torch.rand(4, 1, 33, 33))
+    assert x.shape == (4, 1, 33, 33) and len(seen) == 4 and all(seen)
+    # the conv inputs carry channels-last strides, not only an ambiguous one-channel layout
+    assert phase.conv1_forward(phase.conv_D(torch.rand(4, 1, 33, 33).clone(memory_format=torch.channels_last))
+                               ).stride()[1] == 1
 
 
 def test_mri_forward_and_block_size_check():

@@ -113,6 +113,29 @@ def test_cs_matches_blockwise_matrix_product():
     assert torch.equal(batch_to_blocks(xb, x.shape), x)
 
 
+def test_cs_split_blocks_is_the_operator_of_every_block():
+    """A batch of one-block images is measured with matrix products; on the blocks of an
+    image it gives what the strided convolutions give on the image."""
+    phi = gaussian_phi(0.1, seed=3)
+    p = BlockCS(phi, least_squares_qinit(phi, torch.rand(500, 1089))).double()
+    x = torch.rand(2, 1, 66, 99, dtype=torch.float64)
+    y = p.A(x)
+    yb, join = p.split_blocks(y, 33)
+    xb = blocks_to_batch(x, 33)
+    assert yb.shape == (12, 109, 1, 1)
+    assert torch.allclose(p.A(xb), yb, atol=1e-12)
+    for method in ("A_adjoint", "A_dagger"):
+        want = getattr(p, method)(y)
+        got = join(getattr(p, method)(yb))
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-12), method
+    z = torch.rand_like(x)
+    assert torch.allclose(join(p.gradient_step(blocks_to_batch(z, 33), yb, 0.3)), p.gradient_step(z, y, 0.3),
+                          atol=1e-12)
+    assert torch.equal(join(xb), x)
+    assert p.split_blocks(y, 32) is None
+    assert _mri("single-complex-centered").split_blocks(torch.zeros(1, 1, 24, 20, 2), 33) is None
+
+
 def test_cs_gaussian_phi_orthonormal_rows_and_official_counts():
     for ratio, m in [(0.01, 10), (0.04, 43), (0.1, 109), (0.25, 272), (0.3, 327), (0.4, 436), (0.5, 545), (0.2, 218)]:
         phi = gaussian_phi(ratio, seed=0)

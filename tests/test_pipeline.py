@@ -134,6 +134,7 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     (("role = \"recursive\"", "role = \"baseline\""), "choose one of ['unpruned', 'recursive']"),
     (("speedup = 1.01", "speedup = 0.5"), "[budget] speedup = 0.5"),
     (("rounds = 1", "rounds = 0"), "[profile] rounds = 0 must be a whole number >= 1"),
+    (("side = 66", "side = 66\nbreakdown = \"yes\""), "[profile] breakdown = 'yes': give true or false"),
     (("title = \"tiny\"", "title = [1"), "is not valid TOML"),
     # the engine's own schema checks every strategy's settings before anything is written
     (("patch = 33\n[finetune.supervised]", "clip = -1\npatch = 33\n[finetune.supervised]"), "clip = -1 must be"),
@@ -145,6 +146,10 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     (("ratios = [0.5]", "ratios = [0.5, 0.25]\nprogressive = true"), "give increasing ratios"),
     (("importance = \"l1\"", "importance = \"l1\"\nreconstruct = 1"), "reconstruct = 1: give true or false"),
     (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "['supervised'] uses ground truth: set test_time for school / self-supervised only"),
+    (("[profile]", "[quantize]\nmodels = \"some\"\n[profile]"), "[quantize] models = 'some': choose one of"),
+    (("[profile]", "[quantize]\nsamples = 0\n[profile]"), "[quantize] samples must be >= 1"),
+    (("[profile]", "[quantize]\nbits = 4\n[profile]"), "[quantize] has unknown key(s) ['bits']"),
+    (("speedup = 1.01", "speedup = 1.01\nbackend = \"onnxruntime-int8\""), "or give [quantize] for 'onnxruntime-int8'"),
 ])
 def test_bad_recipes_are_rejected_before_anything_runs(files, capsys, change, message):
     text = (files / "recipe.toml").read_text()
@@ -178,6 +183,78 @@ def test_test_images_must_load_and_differ_from_the_training_images(files, capsys
     (files / "recipe.toml").write_text(text)
     assert _run(files) == 2
     assert message in capsys.readouterr().err
+    assert not (files / "out").exists()
+
+
+QUANTIZE_RECIPE = """
+title = "tiny int8"
+[data]
+test = "{test}"
+train = "{train}"
+[[models]]
+name = "tiny"
+file = "tiny.spade"
+[prune]
+ratios = [0.5]
+importance = "l1"
+reconstruct = false
+[quantize]
+models = "all"
+samples = 2
+rounds = 1
+min_run_time = 0.01
+[profile]
+rounds = 1
+min_run_time = 0.01
+side = 66
+threads = 1
+[budget]
+speedup = 1.01
+backend = "onnxruntime-int8"
+"""
+
+
+def test_quantize_stage_adds_int8_rows_to_results_and_report(files, capsys):
+    (files / "recipe.toml").write_text(QUANTIZE_RECIPE.format(test=files / "test", train=files / "train"))
+    assert _run(files) == 0, capsys.readouterr().err
+    out = files / "out"
+    assert sorted(p.name for p in (out / "quantized").iterdir()) == ["tiny-int8.json", "tiny-int8.onnx",
+                                                                    "tiny-r50-int8.json", "tiny-r50-int8.onnx"]
+    report = json.loads((out / "quantized" / "tiny-r50-int8.json").read_text())
+    assert report["calibration"]["data"] == str(files / "train")  # calibrated on training images, never the test set
+    assert report["onnx_baseline"] == "reference onnxruntime"  # the unpruned model in float on ONNX Runtime
+    df = pd.read_csv(files / "report" / "results.csv").set_index("model")
+    assert set(df.index) == {"tiny", "tiny-r50", "tiny-int8", "tiny-r50-int8"}
+    int8 = df[df["precision"] == "int8"]
+    assert set(int8.index) == {"tiny-int8", "tiny-r50-int8"} and (int8["backend"] == "onnxruntime-int8").all()
+    assert (df.loc[["tiny", "tiny-r50"], "precision"] == "float32").all()
+    assert df.loc["tiny-int8", "role"] == "unpruned" and df.loc["tiny-r50-int8", "role"] == "pruned"
+    assert df.loc["tiny-r50-int8", "parent"] == "tiny" and df.loc["tiny-r50-int8", "ratio"] == 0.5
+    assert df.loc["tiny-r50-int8", "macs"] == df.loc["tiny-r50", "macs"]
+    assert int8["psnr"].notna().all() and int8["float_psnr"].notna().all() and int8["speedup_vs_unpruned"].notna().all()
+    assert (int8["dataset"] == f"{files / 'test'} fitted to 66x66").all()
+    assert (int8["psnr"] - int8["float_psnr"]).abs().max() < 1.0  # INT8 priors stay close to float
+    summary = (files / "report" / "summary.md").read_text()
+    assert "INT8 rows (backend onnxruntime-int8)" in summary and "tiny-r50-int8: " in summary
+    assert "| tiny-r50-int8 | pruned |" in summary and "fitted to 66x66 — protocol ista-cs" in summary
+    assert not (files / "report" / "figures" / "breakdown.png").exists()  # [profile] breakdown is off by default
+    budget = json.loads((out / "budget.json").read_text())
+    assert budget["backend"] == "onnxruntime-int8" and {c["model"] for c in budget["candidates"]} == {"tiny-r50-int8"}
+
+    # resume: a missing INT8 report is quantized again, then the results are collected again
+    (out / "quantized" / "tiny-r50-int8.json").unlink()
+    capsys.readouterr()
+    assert _run(files, "--resume") == 0
+    text = capsys.readouterr().out
+    assert "quantize tiny-r50 (calibrated on" in text and "tiny-int8.json exists, kept" in text
+    assert "rebuilt after" in text
+
+
+def test_quantize_needs_training_images_for_calibration(files, capsys):
+    text = QUANTIZE_RECIPE.format(test=files / "test", train=files / "train").replace(f'train = "{files / "train"}"\n', "")
+    (files / "recipe.toml").write_text(text)
+    assert _run(files) == 2
+    assert "[quantize] calibrates on training images, never the test images" in capsys.readouterr().err
     assert not (files / "out").exists()
 
 

@@ -13,8 +13,8 @@ import torch
 
 from spade.data import example_pair
 from spade.errors import SpadeError
-from spade.models import create_model, load_model
-from spade.physics import MRI, BlockCS, random_mask
+from spade.models import create_model, load_model, save_model
+from spade.physics import MRI, BlockCS, SuperResolution, random_mask
 from spade.profile import BACKENDS, Bound, forward_cost, profile_models, register_backend
 from spade.profile.backends import prepare, verify
 from spade.profile.onnx_export import export_onnx, run_session, session
@@ -126,6 +126,28 @@ def test_onnxruntime_backend_matches_eager(tiny):
     runner = prepare("onnxruntime", bound, y, threads=1, device=torch.device("cpu"))
     assert verify(runner.run, bound, [y, y2]) < 1e-5
     assert runner.setup_s > 0
+
+
+def test_onnxruntime_backend_runs_sr_with_its_complex_fft_data_step():
+    physics = SuperResolution(3, "bicubic", noise_level=0.02)
+    model = create_model("hqs-sr", iterations=2, width=8, blocks=1).eval()
+    bound = Bound(model, physics).eval()
+    _, y = example_pair(physics, 2, 36)
+    _, y2 = example_pair(physics, 2, 36, seed=4)
+    runner = prepare("onnxruntime", bound, y, threads=1, device=torch.device("cpu"))
+    assert verify(runner.run, bound, [y, y2]) < 1e-5
+
+
+def test_profile_reports_a_network_no_graph_can_hold_in_one_line(tmp_path):
+    path = tmp_path / "deq.spade"
+    save_model(path, create_model("deq-mri", width=4, blocks=1, max_iter=3),
+               MRI(random_mask((32, 32), 4, 0.1), real_image=False))
+    result = profile_models([str(path)], backends=["eager", "onnxruntime"], rounds=1, min_run_time=0.01)
+    entries = {e["backend"]: e for e in result["models"]}
+    assert entries["eager"]["status"] == "ok"
+    failed = entries["onnxruntime"]
+    assert failed["status"] == "failed" and "cannot export to ONNX: deq-mri runs its Anderson solver" in failed["error"]
+    assert "\n" not in failed["error"]
 
 
 @pytest.mark.parametrize("real_image", [True, False])

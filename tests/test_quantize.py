@@ -22,8 +22,12 @@ def test_only_the_networks_convolutions_are_selected(tiny):
     y = loaded.physics.A(torch.rand(1, 1, 66, 66))
     proto = export_onnx(Bound(loaded.model, loaded.physics).eval(), y)
     names = prior_convs(proto)
-    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    assert len(names) == 6 * PHASES < len(convs)  # the physics' Phi products are Conv nodes too, left out
+    convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(names) == 6 * PHASES and sorted(names) == sorted(convs)
+    # the physics' Phi products (on the batch of blocks: matrix products) are no candidates
+    physics = [n for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert len(physics) == 2 * PHASES + 1
+    assert not any(i.startswith("model.") for n in physics for i in n.input)
 
 
 def test_quantize_end_to_end_close_to_float(tiny, tmp_path, capsys):
@@ -33,14 +37,20 @@ def test_quantize_end_to_end_close_to_float(tiny, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     model = onnx.load(out)
     ops = {n.op_type for n in model.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "ConvTranspose"} <= ops  # INT8 priors, float physics
+    assert {"QuantizeLinear", "DequantizeLinear", "Gemm"} <= ops  # INT8 priors, float physics
+    gemm_inputs = {i for n in model.graph.node if n.op_type == "Gemm" for i in n.input}
+    assert not any("quantized" in i or i.endswith("_DequantizeLinear_Output") for i in gemm_inputs)
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["spade_spec"])["family"] == "ista-net-plus"
     ev = r["evaluation"]
     assert r["quantized_convs"] == 6 * PHASES and ev["images"]
     assert abs(ev["psnr_loss_db"]) < 0.5 and ev["int8"]["psnr"] > 10
-    assert set(r["timings"]) == {"float eager", "float onnxruntime", "int8 onnxruntime", "reference eager"}
+    assert set(r["timings"]) == {"float eager", "float onnxruntime", "int8 onnxruntime", "reference eager",
+                                 "reference onnxruntime"}
     assert r["timings"]["reference eager"]["speedup_vs_reference_eager_speedup"] == 1.0
+    assert r["onnx_baseline"] == "reference onnxruntime" and r["clock"]["clock"] in ("wall", "cpu")
+    assert r["timings"]["reference onnxruntime"]["speedup_vs_reference_onnxruntime_speedup"] == 1.0
+    assert r["timings"]["int8 onnxruntime"]["speedup_vs_reference_onnxruntime_speedup"] > 0
 
 
 @pytest.mark.parametrize("args, message", [

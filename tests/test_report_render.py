@@ -36,7 +36,7 @@ def run_dir(tmp_path_factory):
         PILImage.fromarray(photo.pixels[:64, :64]).save(data / f"{photo.name}.png")
     run = root / "run"
     collect_run(run, [models["base"], {"path": models["half"], "strategy": "school"}, models["rec"]], str(data),
-                threads=1, side=33, rounds=2, min_run_time=0.001, title="tiny sweep")
+                threads=1, side=33, rounds=2, min_run_time=0.001, title="tiny sweep", breakdown=True)
     for path in models.values():
         path.unlink()  # the report must not need the models
     return run
@@ -50,12 +50,13 @@ def test_report_writes_every_file_and_figure(run_dir, tmp_path, capsys):
     out = tmp_path / "reports" / "tiny"
     assert _report(run_dir, out) == 0
     assert "wrote" in capsys.readouterr().out
-    for key in [k for k, _ in FIGURES] + ["samples-1"]:
+    for key in [k for k, _ in FIGURES] + ["breakdown", "samples-1"]:
         data = (out / "figures" / f"{key}.png").read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, key
     page = (out / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == len(FIGURES) + 1
+    assert len(embedded) == len(FIGURES) + 2  # the breakdown and one sample figure
+    assert "Where one eager call&#39;s time goes" in page or "Where one eager call's time goes" in page
     assert all(base64.b64decode(e).startswith(PNG) for e in embedded)
     assert "http" not in page.replace("http-equiv", "")  # self-contained
     summary = (out / "summary.md").read_text()
@@ -64,6 +65,19 @@ def test_report_writes_every_file_and_figure(run_dir, tmp_path, capsys):
         assert "Start PSNR" in text and "What this means" in text and "Speedup vs unpruned (95% interval)" in text
         assert re.search(r"\d+\.\d\d dB", text) and re.search(r"\d\.\d\d× \(\d\.\d\d–\d\.\d\d\)", text)
         assert "2 test image(s)" in text
+
+
+def test_breakdown_of_unpruned_pruned_and_recursive_side_by_side(run_dir):
+    from spade.report.results import BREAKDOWN_PARTS, read_records
+    records = {r["name"]: r for r in read_records(run_dir)}
+    assert set(records) == {"base", "half", "rec"}
+    for r in records.values():  # the fine-tuned half is the only model of its architecture: broken down too
+        b = r["breakdown"]
+        assert set(b["parts"]) == set(BREAKDOWN_PARTS) and b["parts"]["convs"] > 0 and b["measured_ms"] > 0
+        assert abs(sum(b["convs"].values()) - b["parts"]["convs"]) < 1e-6 and b["ceiling_priors_free"] > 1
+    base, half = records["base"]["breakdown"], records["half"]["breakdown"]
+    assert set(base["convs"]) != set(half["convs"])  # conv labels name the widths: 8 -> 8 vs 4 -> 4
+    assert any("4->4" in k for k in half["convs"]) and any("8->8" in k for k in base["convs"])
 
 
 def test_results_csv_rows_and_labels(run_dir, tmp_path):

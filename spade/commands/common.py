@@ -13,7 +13,6 @@ import torch
 
 from ..errors import SpadeError, require
 from ..fileio import check_output, check_output_dir, output_lock
-from ..profile.backends import TOLERANCE
 
 
 def help_description(docstring: str) -> str:
@@ -115,11 +114,3 @@ def shorten(text: str, width: int) -> str:
 def emit_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=float, allow_nan=True)
     sys.stdout.write("\n")
-
-
-def add_input_options(p) -> None:
-    """``--batch``, ``--side`` (the example input) and ``--tolerance`` (its check against eager)."""
-    p.add_argument("--batch", type=int, default=1, help="batch size of the example input (default 1)")
-    p.add_argument("--side", type=int, help="image side for size-free operators (default: CS 264, SR 256)")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE,
-                   help=f"max |output - eager| / max(1, max |eager|) (default {TOLERANCE:g})")

@@ -12,7 +12,8 @@ from ..models import load_model
 from ..profile.backends import Bound, verify
 from ..profile.onnx_export import INPUT, OUTPUT, export_onnx, require_onnx, run_session, session
 from ..profile.profiler import example_inputs
-from .common import add_force, add_input_options, add_json, emit_json, writes_output
+from .inputs import add_input_options
+from .common import add_force, add_json, emit_json, writes_output
 
 #: seeds of the example inputs the export is verified on (the first one is traced)
 CHECK_SEEDS = (0, 1, 2)

@@ -9,7 +9,8 @@ from ..models import is_factory
 from ..profile import BACKENDS, breakdown, profile_models
 from ..prune import load_own
 from ..report.runfolder import add_profile
-from .common import add_device, add_input_options, add_json, device, emit_json, positive_float, shorten, writes_output
+from .inputs import add_input_options
+from .common import add_device, add_json, device, emit_json, positive_float, shorten, writes_output
 
 
 def add_arguments(p):

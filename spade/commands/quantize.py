@@ -53,9 +53,11 @@ def _print(r: dict) -> None:
         print(f"  {ev['protocol']} on {len(ev['images'])} image(s) of {ev['data']}: PSNR {ev['float']['psnr']:.2f} dB "
               f"float -> {ev['int8']['psnr']:.2f} dB INT8 ({ev['psnr_loss_db']:+.3f} dB lost), SSIM "
               f"{ev['float']['ssim']:.4f} -> {ev['int8']['ssim']:.4f}")
+    clock = r["clock"]
     print(f"  timed interleaved, input {r['input_shape']}, {r['threads']} thread(s), load average {la['before']} / "
-          f"{la['after']} on {la['cpus']} CPUs; speedups against {r['baseline']} (median per-round ratio, 95% interval):")
-    key = "speedup_vs_" + r["baseline"].replace(" ", "_") + "_"
+          f"{la['after']} on {la['cpus']} CPUs, on {clock['clock']} time ({clock['reason']}); speedups against "
+          f"{r['baseline']} and {r['onnx_baseline']} (median per-round ratio, 95% interval):")
+    keys = ["speedup_vs_" + b.replace(" ", "_") + "_" for b in (r["baseline"], r["onnx_baseline"])]
     for name, t in r["timings"].items():
-        print(f"    {name:<18} {t['median_ms']:>9.2f} ms  {t[key + 'speedup']:>5.2f}x "
-              f"({t[key + 'low']:.2f}-{t[key + 'high']:.2f})")
+        against = "  ".join(f"{t[k + 'speedup']:>5.2f}x ({t[k + 'low']:.2f}-{t[k + 'high']:.2f})" for k in keys)
+        print(f"    {name:<22} {t['median_ms']:>9.2f} ms  {against}")

@@ -97,6 +97,10 @@ def anderson(f, x0: torch.Tensor, memory: int = 5, damping: float = 1.0, tol: fl
 class DEQMRI(ReconstructionNet):
     """Deep equilibrium model (see module docstring). ``model(y, physics)``."""
 
+    #: why no static graph (ONNX) can hold this network (read by the exporter)
+    onnx_unsupported = ("deq-mri runs its Anderson solver until the residual falls below tol, a loop whose "
+                        "length depends on the data, which a static ONNX graph cannot hold")
+
     def __init__(self, width: int = 32, blocks: int = 2, res_scale: float = 1.0, image_channels: int = 2,
                  memory: int = 5, damping: float = 1.0, tol: float = 1e-3, max_iter: int = 30,
                  anderson_reg: float = 1e-4, sharing: str = "tied"):

@@ -11,6 +11,9 @@ A physics object knows the forward model ``y = A x + n`` and nothing about netwo
   unrolled gradient scheme;
 * ``prox_l2(z, y, gamma)``: the data-consistency step
   ``argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - z||^2``;
+* ``split_blocks(y, b)``: when the operator measures every ``b x b`` block of an image
+  on its own with the same operator (block CS), the measurements as a batch of one-block
+  problems and the function that puts the blocks back together; None otherwise;
 * ``simulate(x, noise_level, seed)``: measurements with noise from its noise model
   (:mod:`spade.physics.noise`);
 * the images it measures: :meth:`~LinearPhysics.image_shape`, the network's domain
@@ -30,7 +33,7 @@ parameters.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -108,6 +111,15 @@ class LinearPhysics(nn.Module):
         """``x - step A^T (A x - y)``: a gradient step on ``1/2 ||A x - y||^2``; ``step`` a
         scalar, a (1,) parameter or per-sample (B,) values."""
         return x - step * self.A_adjoint(self.A(x) - y)
+
+    def split_blocks(self, y: torch.Tensor, block_size: int) -> tuple[torch.Tensor, Callable] | None:
+        """``(y_blocks, join)`` when this operator measures every ``block_size`` square
+        block of the image on its own, the same way: ``y_blocks`` holds the measurements
+        of each block as a batch of one-block problems (this operator measures a batch of
+        one-block images), ``join`` maps reconstructed blocks (N, C, b, b) back to the
+        images (B, C, H, W). A network whose priors also work block by block can then
+        iterate on the batch of blocks. None (the default): the operator mixes blocks."""
+        return None
 
     # --- data consistency -----------------------------------------------------------
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float | torch.Tensor,

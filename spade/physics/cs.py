@@ -10,11 +10,15 @@ Conventions (those of ISTA-Net+ / COAST)
   fitted by least squares on training blocks (:func:`least_squares_qinit`).
 
 The whole operator is two strided convolutions (no loop over blocks). Images whose size
-is not a multiple of ``b`` are padded first with :func:`pad_to_blocks`.
+is not a multiple of ``b`` are padded first with :func:`pad_to_blocks`. A batch of
+one-block images (N, 1, b, b), whose measurements are (N, m, 1, 1), is measured with
+plain matrix products instead (:meth:`BlockCS.split_blocks` gives a network that batch
+and the function that reassembles the image, so it can iterate on the blocks without
+cutting and reassembling the image at every iteration).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -191,25 +195,55 @@ class BlockCS(LinearPhysics):
         b = self.block_size
         return matrix_rows.reshape(-1, 1, b, b)
 
+    def _one_block(self, t: torch.Tensor, side: int) -> bool:
+        """Whether ``t`` (N, C, side, side) is a batch of one-block images / measurements."""
+        return t.dim() == 4 and t.shape[-2] == side and t.shape[-1] == side
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
         b = self.block_size
         require(x.dim() == 4 and x.shape[1] == 1 and x.shape[-2] % b == 0 and x.shape[-1] % b == 0,
                 f"image has shape {tuple(x.shape)}: expected (B, 1, H, W) with H and W multiples of "
                 f"the block size {b} (pad it with spade.physics.pad_to_blocks)")
+        if self._one_block(x, b):
+            return F.linear(x.reshape(x.shape[0], -1), self.phi).reshape(x.shape[0], self.m, 1, 1)
         return F.conv2d(x, self._weight(self.phi), stride=b)
 
-    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+    def _check_measurements(self, y: torch.Tensor) -> None:
         require(y.dim() == 4 and y.shape[1] == self.m,
                 f"measurements have shape {tuple(y.shape)}: expected (B, {self.m}, H/b, W/b)")
-        return F.conv_transpose2d(y, self._weight(self.phi), stride=self.block_size)
+
+    def _blocks_from(self, y: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """``matrix @ y_blk`` for every block, (B, m, h, w) -> (B, 1, h b, w b); ``matrix`` (b*b, m)."""
+        b = self.block_size
+        if self._one_block(y, 1):
+            return F.linear(y.reshape(y.shape[0], -1), matrix).reshape(y.shape[0], 1, b, b)
+        return F.conv_transpose2d(y, self._weight(matrix.T), stride=b)
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_measurements(y)
+        return self._blocks_from(y, self.phi.T)
 
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
         """``Qinit y`` per block (``Phi^T y`` when no Qinit is set)."""
         if self.qinit is None:
             return self.A_adjoint(y)
-        require(y.dim() == 4 and y.shape[1] == self.m,
-                f"measurements have shape {tuple(y.shape)}: expected (B, {self.m}, H/b, W/b)")
-        return F.conv_transpose2d(y, self._weight(self.qinit.T), stride=self.block_size)
+        self._check_measurements(y)
+        return self._blocks_from(y, self.qinit)
+
+    def split_blocks(self, y: torch.Tensor, block_size: int) -> tuple[torch.Tensor, Callable] | None:
+        """Every block is measured on its own by Phi: ``y`` (B, m, h, w) -> (B h w, m, 1, 1)
+        one-block measurements in row-major block order (that of :func:`blocks_to_batch`),
+        and ``join`` = :func:`batch_to_blocks` to (B, C, h b, w b). None for another block size."""
+        if block_size != self.block_size:
+            return None
+        self._check_measurements(y)
+        B, m, h, w = y.shape
+        b = self.block_size
+
+        def join(xb: torch.Tensor) -> torch.Tensor:
+            return batch_to_blocks(xb, (B, xb.shape[1], h * b, w * b))
+
+        return y.permute(0, 2, 3, 1).reshape(B * h * w, m, 1, 1), join
 
     def prox_l2(self, z, y, gamma, max_iter: int = 0, tol: float = 0.0):
         """Closed form per block: ``(I + gamma Phi^T Phi)^-1 (z + gamma Phi^T y)`` from a

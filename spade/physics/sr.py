@@ -95,6 +95,21 @@ def _p2o(kernel: torch.Tensor, shape) -> torch.Tensor:
     return torch.fft.fft2(padded)
 
 
+def _block_mean(a: torch.Tensor, s: int) -> torch.Tensor:
+    """Mean of the ``s x s`` tiles of size (H/s, W/s): (..., H, W) -> (..., H/s, W/s)."""
+    H, W = a.shape[-2:]
+    return a.reshape(*a.shape[:-2], s, H // s, s, W // s).mean(dim=(-4, -2))
+
+
+def _tile(a: torch.Tensor, s: int) -> torch.Tensor:
+    """``s x s`` copies of ``a``: (..., h, w) -> (..., s h, s w), i.e. ``a.repeat(.., s, s)``.
+    A complex ``a`` is tiled through its real view: the ONNX exporter has no complex
+    ``repeat`` (nor ``expand``), and torch-pruning cannot trace a ``cat`` of complex tiles."""
+    if not a.is_complex():
+        return a.repeat(*([1] * (a.dim() - 2)), s, s)
+    return torch.view_as_complex(torch.view_as_real(a).repeat(*([1] * (a.dim() - 2)), s, s, 1))
+
+
 class SuperResolution(LinearPhysics):
     """Blur + decimation by ``scale`` with circular boundary (see module docstring)."""
 
@@ -170,14 +185,9 @@ class SuperResolution(LinearPhysics):
         H, W = z.shape[-2:]
         otf = self._otf((H, W), z)
         fr = otf.conj() * torch.fft.fft2(self._upsample_zeros(y)) + alpha * torch.fft.fft2(z)
-
-        def block_mean(a):
-            return a.reshape(*a.shape[:-2], s, H // s, s, W // s).mean(dim=(-4, -2))
-
-        fbr = block_mean(otf * fr)
-        inv_w = block_mean((otf.abs() ** 2).expand_as(fr))
-        ratio = (fbr / (inv_w + alpha)).repeat(*([1] * (fbr.dim() - 2)), s, s)
-        fx = (fr - otf.conj() * ratio) / alpha
+        fbr = _block_mean(otf * fr, s)
+        inv_w = _block_mean(otf.abs() ** 2, s)  # (H/s, W/s): the same for every image
+        fx = (fr - otf.conj() * _tile(fbr / (inv_w + alpha), s)) / alpha
         return torch.fft.ifft2(fx).real
 
     def image_shape(self, side=None, channels: int = 1):

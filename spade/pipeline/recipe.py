@@ -44,6 +44,11 @@ A recipe names the models and the sweep; paths in it are relative to the recipe'
     steps = 200
 
     [profile]              # backends, threads, rounds, min_run_time, batch, side
+    # breakdown = true     where the eager time goes (convs, physics, glue, layout) per architecture
+    [quantize]             # INT8 priors on ONNX Runtime (spade quantize), physics in float
+    models = "pruned"      # "pruned" (every pruned model) or "all" (the unpruned / recursive ones too)
+    samples = 8            # calibration images, from [data] train (never the test images) or data = ...
+    # rounds = 5, min_run_time = 0.5: the interleaved timing of each INT8 model (threads, side: [profile])
     [budget]               # latency-budget mode: the best pruned model at least this much faster
     speedup = 2.0          # than its unpruned model (eager); backend = "eager"
     [report]
@@ -61,12 +66,15 @@ from ..finetune.config import TrainConfig
 from ..finetune.strategies import available as registered
 from ..finetune.strategies import build_strategies, parse_spec
 from ..jobs.finetuning import strategy_options
+from ..limits import check_count
 from ..models import get_family, is_factory, split_source
 from ..profile import BACKENDS
+from ..profile.onnx_export import require_onnx
+from ..profile.quantize import INT8_BACKEND
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
 
-TOP = {"title", "notes", "data", "models", "prune", "finetune", "profile", "budget", "report"}
+TOP = {"title", "notes", "data", "models", "prune", "finetune", "profile", "quantize", "budget", "report"}
 DATA = {"test", "train", "protocol"}
 MODEL = {"name", "role", "file", "function", "import", "train", "distill", "test", "train_data", "protocol"}
 SOURCES = ("file", "function", "import", "train", "distill")
@@ -82,7 +90,9 @@ FINETUNE = {"strategies"} | TRAINING
 #: recipe keys that are strategy options, not TrainConfig fields; the recipe's noise is TrainConfig.noise_level
 OPTIONS = ("loss", "iterates", "transforms", "test_time")
 OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
-PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side"}
+PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side", "breakdown"}
+QUANTIZE = {"models", "samples", "data", "rounds", "min_run_time"}
+QUANTIZE_MODELS = ("pruned", "all")
 BUDGET = {"speedup", "backend"}
 REPORT = {"out"}
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -302,7 +312,31 @@ def _profile(raw: dict) -> dict:
             _int(profile[key], f"[profile] {key}")
     if "min_run_time" in profile:
         _number(profile["min_run_time"], "[profile] min_run_time", 0.0, 60.0)
+    breakdown = profile.setdefault("breakdown", False)
+    require(isinstance(breakdown, bool), f"[profile] breakdown = {breakdown!r}: give true or false")
     return profile
+
+
+def _quantize(raw: dict, models: list[dict]) -> dict:
+    """``[quantize]``: which models get INT8 priors, and their calibration (empty: off)."""
+    quantize = _table(raw.get("quantize", {}), "quantize", QUANTIZE)
+    if not quantize and "quantize" not in raw:
+        return {}
+    quantize.setdefault("models", "pruned")
+    require(quantize["models"] in QUANTIZE_MODELS,
+            f"[quantize] models = {quantize['models']!r}: choose one of {list(QUANTIZE_MODELS)}")
+    quantize["samples"] = check_count(quantize.setdefault("samples", 8), "MAX_SAMPLES", "[quantize] samples")
+    _int(quantize.setdefault("rounds", 5), "[quantize] rounds")
+    quantize["min_run_time"] = _number(quantize.setdefault("min_run_time", 0.5), "[quantize] min_run_time", 0.0, 60.0)
+    if "data" in quantize:
+        require(isinstance(quantize["data"], str) and quantize["data"],
+                "[quantize] data must name the calibration images (a folder, 'embedded' or a benchmark set)")
+    sources = [m for m in models if quantize["models"] == "all" or m["role"] == "unpruned"]
+    missing = [m["name"] for m in sources if not (quantize.get("data") or m["train_data"])]
+    require(not missing, f"[quantize] calibrates on training images, never the test images: give [data] train or "
+                         f"[quantize] data (models {missing})")
+    require_onnx()  # the ONNX packages, before anything runs
+    return quantize
 
 
 def _budget(raw: dict, backends: list[str]) -> dict:
@@ -312,7 +346,8 @@ def _budget(raw: dict, backends: list[str]) -> dict:
         budget["speedup"] = _number(budget.get("speedup"), "[budget] speedup", 1.0)
         budget.setdefault("backend", "eager")
         require(budget["backend"] in backends, f"[budget] backend '{budget['backend']}' is not profiled: "
-                                               f"add it to [profile] backends {backends}")
+                                               f"add it to [profile] backends {backends} (or give [quantize] "
+                                               f"for '{INT8_BACKEND}')")
     return budget
 
 
@@ -338,11 +373,13 @@ def read_pipeline_recipe(path: str | Path) -> dict:
     require(not own or (profile.get("batch", 1) == 1 and "side" not in profile),
             f"[profile] batch / side: models {own} are timed on the example input their function returns; "
             "drop batch and side")
-    budget = _budget(raw, profile["backends"])
+    quantize = _quantize(raw, models)
+    budget = _budget(raw, profile["backends"] + ([INT8_BACKEND] if quantize else []))
     report = _table(raw.get("report", {}), "report", REPORT)
     title = raw.get("title", path.stem)
     notes = raw.get("notes", "")
     require(isinstance(title, str) and isinstance(notes, str), "title and notes must be strings")
     return {"path": str(path.resolve()), "text": text, "title": title, "notes": notes,
-            "models": models, "prune": prune, "strategies": per_strategy, "profile": profile, "budget": budget,
+            "models": models, "prune": prune, "strategies": per_strategy, "profile": profile, "quantize": quantize,
+            "budget": budget,
             "report": report}

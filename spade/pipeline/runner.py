@@ -9,6 +9,8 @@ the first missing output; a fine-tuning run resumes from its checkpoint)::
     OUT/models/NAME-r50-STRATEGY.spade   fine-tuned
                                      (a recipe's own network, function = "MODULE:FUNCTION":
                                      NAME-r50.pt, NAME-r50-STRATEGY.pt, used as MODULE:FUNCTION@FILE)
+    OUT/quantized/NAME-int8.onnx     [quantize]: INT8 priors, physics in float (spade quantize),
+    OUT/quantized/NAME-int8.json       and its report (scores, interleaved timings)
     OUT/results/                     evaluated + profiled (spade.report run directory)
     OUT/budget.json                  latency-budget mode: the chosen model
     REPORT/                          spade report (default OUT/report)
@@ -37,6 +39,7 @@ from ..models import (create_model, get_family, is_factory, load_model, model_na
                       split_source)
 from ..models.adapter import importable_from
 from ..prune import load_own
+from ..profile.quantize import quantize_file
 from ..report.render import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
@@ -74,7 +77,9 @@ class Pipeline:
 
     def _check_inputs(self) -> None:
         """Before anything is written: model files load, every test and training source
-        loads, and fine-tuning images are not test images."""
+        loads, and fine-tuning and calibration images are not test images."""
+        calibration = self.recipe["quantize"].get("data")
+        calibration = load_images(calibration) if calibration else None
         for m in self.recipe["models"]:
             if "file" in m:
                 load_model(m["file"])
@@ -83,6 +88,8 @@ class Pipeline:
             test = load_images(m["test"])
             if m["train_data"] and m["role"] == "unpruned":
                 check_disjoint(load_images(m["train_data"]), test)
+            if calibration is not None:
+                check_disjoint(calibration, test)
 
     # -- helpers ---------------------------------------------------------------------------
     def _finetune(self, job: FinetuneJob) -> None:
@@ -208,7 +215,58 @@ class Pipeline:
         return {"path": self._source(m, out), "name": name,
                 "finetune_data": TEST_TIME if test_time else f"train:{data}"}
 
-    def collect(self, files: dict[str, Path], pruned: list[dict]) -> Path:
+    def quantized(self, files: dict[str, Path], pruned: list[dict]) -> list[dict]:
+        """[quantize]: INT8 priors for every pruned model (and the recipe's own models with
+        ``models = "all"``), each calibrated on training images, scored on its test images
+        and timed against its unpruned model (eager and float ONNX Runtime) interleaved;
+        returns ``{"source", "name", "report"}`` per INT8 model."""
+        q = self.recipe["quantize"]
+        if not q:
+            return []
+        prof = self.recipe["profile"]
+        by_name = {m["name"]: m for m in self.recipe["models"]}
+        units = []  # (source name, model file, test data, protocol, calibration data, reference or None)
+        if q["models"] == "all":
+            for m in self.recipe["models"]:
+                units.append((m["name"], files[m["name"]], m["test"], m["protocol"], q.get("data") or m["train_data"],
+                              None if m["role"] == "unpruned" else self._unpruned_of(m, files)))
+        for e in pruned:
+            m = by_name[e["parent"]]
+            units.append((e["name"], Path(e["path"]), e["data"], e["protocol"], q.get("data") or m["train_data"],
+                          files[m["name"]]))
+        self.log(f"[3/5] quantize: {len(units)} model(s) to INT8 priors [{self._elapsed()}]")
+        folder = self.out / "quantized"
+        out = []
+        for source, path, test, protocol, calibration, reference in units:
+            name = f"{source}-int8"
+            report_file = folder / f"{name}.json"
+
+            def action(path=path, test=test, protocol=protocol, calibration=calibration, reference=reference,
+                       name=name, report_file=report_file):
+                report = quantize_file(str(path), calibration, str(folder / f"{name}.onnx"), eval_data=test,
+                                       samples=q["samples"], threads=prof.get("threads", 2), side=prof.get("side"),
+                                       reference=None if reference is None else str(reference), rounds=q["rounds"],
+                                       min_run_time=q["min_run_time"], protocol=protocol,
+                                       log=lambda msg: self.log(f"    {msg}"))
+                write_text(report_file, json.dumps(report, indent=1) + "\n")
+
+            if report_file.exists() and Path(path).stat().st_mtime_ns > report_file.stat().st_mtime_ns:
+                self.log(f"  {Path(path).name} rebuilt after {report_file.name}: quantized again")
+                report_file.unlink()
+            self._stage(f"quantize {source} (calibrated on {calibration})", report_file, action)
+            out.append({"source": source, "name": name, "report": json.loads(report_file.read_text())})
+        return out
+
+    def _unpruned_of(self, m: dict, files: dict[str, Path]) -> Path | None:
+        """The unpruned model a recursive one is compared with: its teacher, else the
+        recipe's first unpruned model of the same family."""
+        if "distill" in m:
+            return files[m["distill"]["teacher"]]
+        family = load_model(files[m["name"]]).spec["family"]
+        return next((files[u["name"]] for u in self.recipe["models"] if u["role"] == "unpruned"
+                     and load_model(files[u["name"]]).spec["family"] == family), None)
+
+    def collect(self, files: dict[str, Path], pruned: list[dict], quantized: list[dict] = ()) -> Path:
         """Evaluate and profile every model into OUT/results (one interleaved profile per family)."""
         results = self.out / "results"
         self.log(f"[4/5] evaluate and profile [{self._elapsed()}]")
@@ -221,7 +279,7 @@ class Pipeline:
         if done.is_file():
             collected = done.stat().st_mtime_ns
             written = [Path(split_source(e["path"])[1] or "") if is_factory(e["path"]) else Path(e["path"])
-                       for e in entries]
+                       for e in entries] + [self.out / "quantized" / f"{q['name']}.json" for q in quantized]
             rebuilt = [p.name for p in written if p.name and p.stat().st_mtime_ns > collected]
             if not rebuilt:
                 self.log(f"  {results} exists, kept")
@@ -231,7 +289,8 @@ class Pipeline:
         prof = self.recipe["profile"]
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
                     batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
-                    min_run_time=prof.get("min_run_time", 1.0), title=self.recipe["title"],
+                    min_run_time=prof.get("min_run_time", 1.0), title=self.recipe["title"], quantized=quantized,
+                    breakdown=prof["breakdown"],
                     log=lambda msg: self.log(f"  {msg}"))
         return results
 
@@ -262,7 +321,8 @@ class Pipeline:
         write_text(self.out / "recipe.toml", self.recipe["text"])
         files = self.sources()
         pruned = self.pruned(files)
-        results = self.collect(files, pruned)
+        quantized = self.quantized(files, pruned)
+        results = self.collect(files, pruned, quantized)
         budget = self.budget(results)
         notes = " ".join(filter(None, [self.recipe["notes"], budget["line"] + "." if budget else ""]))
         write_run_info(results, self.recipe["title"], notes)

@@ -19,7 +19,6 @@ More backends are added with :func:`register_backend`.
 from __future__ import annotations
 
 import copy
-import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -142,12 +141,3 @@ def verify(run: Callable[[torch.Tensor], torch.Tensor], bound: Bound, inputs: li
                 raise SpadeError(f"the {what} output holds NaN or infinite values")
         worst = max(worst, float((out - ref).abs().max()) / scale)
     return worst
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line saying why a backend failed (the exporter's summary when it has one)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    found = re.search(r"<class '[\w.]*?(\w+)'>: (.+)", text)
-    line = f"{found.group(1)}: {found.group(2)}" if found else \
-        f"{type(exc).__name__}: {next((s for s in text.splitlines() if s.strip()), '')}"
-    return line.strip()[:300]

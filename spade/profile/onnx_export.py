@@ -7,6 +7,12 @@ one that handles complex FFTs (MRI). That exporter has no complex-valued transla
 does translate (``slice`` + ``squeeze``, ``view``) before export — an exact rewrite.
 Input shapes are fixed to the example's.
 
+The module runs once eagerly before it is captured, so that lazy initialisations (LISTA
+sets its weights from the physics at its first call) happen in PyTorch, not in the
+trace. A network that no static graph can hold (a fixed-point solver that stops on a
+data-dependent test) says why in a class attribute ``onnx_unsupported``; it and every
+exporter failure end in one :class:`~spade.errors.SpadeError` line.
+
 Needs the ``onnx`` extra (``onnx``, ``onnxruntime``, ``onnxscript``).
 """
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -68,15 +75,39 @@ def _quiet():
         logger.setLevel(level)
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why an export or a backend failed (the exporter's summary when it has one)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"<class '[\w.]*?(\w+)'>: (.+)", text)
+    line = f"{found.group(1)}: {found.group(2)}" if found else \
+        f"{type(exc).__name__}: {next((s for s in text.splitlines() if s.strip()), '')}"
+    return line.strip()[:300]
+
+
+def unsupported(module: nn.Module) -> str | None:
+    """Why ``module`` (or a module inside it) cannot be exported, as it declares it."""
+    return next((reason for m in module.modules() if (reason := getattr(m, "onnx_unsupported", None))), None)
+
+
 def export_onnx(module: nn.Module, example: torch.Tensor):
     """ONNX ``ModelProto`` of ``module(example)`` (one input ``y``, one output ``x``)."""
     require_onnx()
+    reason = unsupported(module)
+    if reason:
+        raise SpadeError(f"cannot export to ONNX: {reason}")
     module = module.eval()
-    with _quiet():
-        program = torch.export.export(module, (example,), strict=False)
-        program = program.run_decompositions(COMPLEX_SAFE)
-        onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=[INPUT],
-                                         output_names=[OUTPUT], verbose=False, optimize=True)
+    with torch.inference_mode():
+        module(example)  # lazy initialisations run in PyTorch, not in the trace
+    try:
+        with _quiet():
+            program = torch.export.export(module, (example,), strict=False)
+            program = program.run_decompositions(COMPLEX_SAFE)
+            onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=[INPUT],
+                                             output_names=[OUTPUT], verbose=False, optimize=True)
+    except SpadeError:
+        raise
+    except Exception as exc:  # the exporter's long report, summed up in one line
+        raise SpadeError(f"cannot export to ONNX: {failure_reason(exc)}") from None
     return onnx_program.model_proto
 
 

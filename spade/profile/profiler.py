@@ -46,11 +46,12 @@ from ..limits import check_input_size
 from ..models import LoadedModel, OwnModel, count_parameters, load_model, model_names
 from ..models.adapter import first_tensor
 from . import allocator as alloc
-from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
+from .backends import TOLERANCE, Bound, check_backends, prepare, verify
 from .conditions import hardware, load_average, versions
 from ..macs import MACS_COUNTER
 from .cost import PEAK_MEMORY, forward_cost
 from .latency import METHOD, Timing
+from .onnx_export import failure_reason
 from .stats import CONFIDENCE
 from .trust import MAX_SPREAD, Verdict, measure_trusted, speedups
 

@@ -13,8 +13,11 @@ ranges).
 images under the model's protocol — each image cropped top-left, where needed, so that
 its prepared size is the exported one — and times float eager, float ONNX Runtime and
 INT8 ONNX Runtime (and an optional reference model, e.g. the unpruned one, eagerly)
-interleaved in one run. The INT8 file carries the model's SPADE spec in its metadata
-(``spade_spec``).
+interleaved in one run; the reference also runs in float on ONNX Runtime, the same
+runtime as the INT8 model (``onnx_baseline``: the reference's float ONNX Runtime, else the
+model's own). Speedups are medians of per-round ratios on process CPU time when other
+processes contaminate wall time (``clock``, :func:`~spade.profile.trust.choose_clock`).
+The INT8 file carries the model's SPADE spec in its metadata (``spade_spec``).
 """
 from __future__ import annotations
 
@@ -39,10 +42,13 @@ from ..models import load_model
 from . import allocator as alloc
 from .backends import Bound
 from .conditions import hardware, load_average, versions
-from .latency import measure_interleaved
-from .stats import paired_speedup
+from .latency import METHOD, measure_interleaved
+from .stats import CONFIDENCE, paired_speedup
+from .trust import choose_clock
 from .onnx_export import INPUT, export_onnx, require_onnx, run_session, session
 
+#: the backend name of INT8 rows in results and reports
+INT8_BACKEND = "onnxruntime-int8"
 #: the network's own parameters in the exported graph (Bound names the network ``model``)
 PRIOR_PREFIX = "model."
 
@@ -116,9 +122,11 @@ def _measurements(images: list[Image], physics, protocol: str, shape, samples: i
 
 def quantize_file(model: str, data: str, out: str, eval_data: str | None = None, samples: int = 8,
                   threads: int = 1, side: int | None = None, reference: str | None = None, rounds: int = 5,
-                  min_run_time: float = 0.5, seed: int = 0, log: Callable[[str], None] = lambda m: None) -> dict:
+                  min_run_time: float = 0.5, seed: int = 0, protocol: str | None = None,
+                  log: Callable[[str], None] = lambda m: None) -> dict:
     """Quantize ``model`` (calibrated on ``data``) into the ONNX file ``out``; returns the
-    report: PSNR/SSIM float vs INT8 on ``eval_data`` and interleaved timings."""
+    report: PSNR/SSIM float vs INT8 on ``eval_data`` (under ``protocol``, default the
+    model's) and interleaved timings."""
     check_count(samples, "MAX_SAMPLES", "samples")
     require(threads >= 1 and rounds >= 1 and min_run_time > 0, "threads and rounds must be >= 1, min run time > 0")
     require(str(out).endswith(".onnx"), f"the output {out} must be an .onnx file")
@@ -126,7 +134,7 @@ def quantize_file(model: str, data: str, out: str, eval_data: str | None = None,
     loaded = load_model(model)
     physics = loaded.physics
     require(physics is not None, f"model file {model} stores no physics: quantization calibrates through it")
-    protocol = loaded.spec.get("protocol") or physics.protocols[0]
+    protocol = protocol or loaded.spec.get("protocol") or physics.protocols[0]
     channels = loaded.model.config.get("image_channels", 1)
     shape = tuple(physics.image_shape(side, channels)[1:])
     calib = _measurements(load_images(data, channel_mode(channels)), physics, protocol, shape, samples, seed)
@@ -153,12 +161,18 @@ def quantize_file(model: str, data: str, out: str, eval_data: str | None = None,
         runs = {"float eager": _eager(bound, y0), "float onnxruntime": _ort(sessions["float"], y0),
                 "int8 onnxruntime": _ort(sessions["int8"], y0)}
         if ref is not None:
-            runs["reference eager"] = _eager(Bound(ref.model, ref.physics).eval(), y0)
+            ref_bound = Bound(ref.model, ref.physics).eval()
+            runs["reference eager"] = _eager(ref_bound, y0)
+            log(f"exporting the reference {reference} to ONNX")
+            runs["reference onnxruntime"] = _ort(session(export_onnx(ref_bound, y0), threads, torch.device("cpu")), y0)
         log(f"timing {len(runs)} candidates interleaved: {rounds} rounds")
         timings = measure_interleaved(runs, rounds=rounds, min_run_time=min_run_time)
     base = "reference eager" if reference is not None else "float eager"
-    times = {k: {**t.to_json(), **{f"speedup_vs_{base.replace(' ', '_')}_" + key: v
-                                     for key, v in _speedup(timings[base], t).items()}} for k, t in timings.items()}
+    onnx_base = "reference onnxruntime" if reference is not None else "float onnxruntime"
+    clock, why = choose_clock(timings, [(k, b) for b in (base, onnx_base) for k in timings], load_average(),
+                              os.cpu_count())
+    times = {k: {**t.to_json(), **_speedups(timings, base, k, clock), **_speedups(timings, onnx_base, k, clock)}
+             for k, t in timings.items()}
     int8_proto.metadata_props.add(key="spade_spec", value=json.dumps(loaded.spec))
     with atomic_path(out) as tmp:
         require_onnx()[0].save(int8_proto, str(tmp))
@@ -167,7 +181,10 @@ def quantize_file(model: str, data: str, out: str, eval_data: str | None = None,
                                                   "images": [t[0] for t in tests], **quality},
             "input_shape": list(y0.shape), "image_shape": list(shape), "quantized_convs": len(nodes),
             "format": "ONNX QDQ: per-channel INT8 weights, UINT8 activations (min-max), physics in float",
-            "timings": times, "baseline": base, "threads": threads, "hardware": hardware(torch.device("cpu")),
+            "timings": times, "baseline": base, "onnx_baseline": onnx_base, "clock": {"clock": clock, "reason": why},
+            "timer": {"method": METHOD, "rounds": rounds, "max_rounds": rounds, "min_run_time_s": min_run_time,
+                      "confidence": CONFIDENCE},
+            "threads": threads, "hardware": hardware(torch.device("cpu")),
             "versions": versions(), "allocator": alloc.configure("pinned").to_json(),
             "load_average": {"before": load_before, "after": load_average(), "cpus": os.cpu_count()}}
 
@@ -197,7 +214,9 @@ def _quality(bound, sessions, tests, physics, protocol) -> dict:
             "per_image": [{"float": a, "int8": b} for a, b in zip(scores["float"], scores["int8"])]}
 
 
-def _speedup(reference, other) -> dict[str, float]:
-    """How many times faster ``other`` runs: the median per-round ratio and its interval."""
-    s = paired_speedup(reference.wall, other.wall)
-    return {"speedup": s.median, "low": s.low, "high": s.high}
+def _speedups(timings: dict, base: str, name: str, clock: str) -> dict[str, float]:
+    """How many times faster ``name`` runs than ``base``: the median per-round ratio on
+    ``clock`` and its interval, under the keys ``speedup_vs_<base>_{speedup,low,high}``."""
+    s = paired_speedup(timings[base].rounds(clock), timings[name].rounds(clock))
+    prefix = f"speedup_vs_{base.replace(' ', '_')}_"
+    return {prefix + "speedup": s.median, prefix + "low": s.low, prefix + "high": s.high}

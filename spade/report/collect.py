@@ -9,6 +9,7 @@ the run directory only.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,8 @@ from ..models import OwnModel, count_parameters, get_family, is_factory, load_mo
 from ..physics.mri import magnitude
 from ..profile import profile_models, role_of
 from ..prune import load_own
+from ..profile.breakdown import breakdown_models
+from ..profile.quantize import INT8_BACKEND
 from . import results, runfolder
 
 
@@ -53,6 +56,7 @@ def sample_arrays(protocol: str, arrays: dict) -> tuple[np.ndarray, np.ndarray, 
 def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str | None, protocol: str | None = None,
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
                 rounds: int = 15, min_run_time: float = 1.0, title: str | None = None,
+                quantized: list[dict] = (), breakdown: bool = False,
                 log: Callable[[str], None] = lambda msg: None) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 
@@ -61,7 +65,14 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
     "importance"?, "strategy"?, "data"?, "protocol"?}`` overriding what the spec says
     (role from the sharing mode and resized layers, ratio/importance from
     ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
-    ``protocol`` (per-model test images).
+    ``protocol`` (per-model test images). ``quantized``: ``{"source", "name", "report"}``
+    of INT8 models (``spade.profile.quantize.quantize_file`` reports of models in
+    ``models``), each added as a record after its float source
+    (:func:`~spade.report.results.int8_record`, backend ``onnxruntime-int8``).
+    ``breakdown``: also profile where one eager call's time goes
+    (:func:`~spade.profile.breakdown.breakdown_models`) for every architecture of a family
+    side by side — its unpruned and recursive models and its pruned models before
+    fine-tuning (one file per role and layer widths) — into the records' ``breakdown``.
     """
     run_dir = Path(run_dir)
     require(not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())),
@@ -97,17 +108,41 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
                                        threads=threads,
                                        side=side, baseline=None if base is None else base["path"], rounds=rounds,
                                        min_run_time=min_run_time, log=log)
+    parts: dict[str, dict] = {}
+    if breakdown:
+        for fam in families:
+            group = _architectures([e for e in entries if e["family"] == fam], loaded)
+            log(f"breaking down the time of {len(group)} {fam} model(s)")
+            result = breakdown_models(group, batch=batch, threads=threads, side=side, rounds=min(rounds, 3),
+                                      min_run_time=min_run_time, log=log)
+            parts.update({p: results.breakdown_from_result(result, p) for p in group})
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         records = [_record(tmp, e, loaded[e["path"]], profiles[e["family"]], unpruned[e["family"]], data, protocol,
-                           log) for e in entries]
+                           parts.get(e["path"]), log) for e in entries]
+        by_name = {r["name"]: r for r in records}
+        for q in quantized:
+            require(q["source"] in by_name, f"INT8 model {q['name']}: its source '{q['source']}' is not collected")
+            records.append(results.append_record(tmp, results.int8_record(by_name[q["source"]], q["report"], q["name"],
+                                                                          INT8_BACKEND)))
         if title:
             results.write_run_info(tmp, title)
     return records
 
 
+def _architectures(entries: list[dict], loaded: dict) -> list[str]:
+    """One model file per architecture (role and layer widths), not fine-tuned ones first."""
+    seen, out = set(), []
+    for e in sorted(entries, key=lambda e: e["strategy"] is not None):
+        key = (e["role"], json.dumps(loaded[e["path"]].spec.get("widths"), sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            out.append(e["path"])
+    return [e["path"] for e in entries if e["path"] in out]
+
+
 def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: str, protocol: str | None,
-            log: Callable[[str], None]) -> dict:
+            breakdown: dict | None, log: Callable[[str], None]) -> dict:
     """Evaluate one model, save its sample and append its record."""
     data = e.get("data") or data
     require(data, f"model {e['name']}: no test images to evaluate on")
@@ -134,7 +169,7 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
               "ratio": e["ratio"], "importance": e["importance"], "strategy": e["strategy"],
               "finetune_data": e["finetune_data"],
               "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),
-              "peak_mem_mb": entry["peak_mem_mb"], "sample": sample, "model_file": e["path"]}
+              "peak_mem_mb": entry["peak_mem_mb"], "sample": sample, "model_file": e["path"], "breakdown": breakdown}
     return results.append_record(run_dir, record)
 
 

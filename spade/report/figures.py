@@ -14,14 +14,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .results import load_sample
+from .results import BREAKDOWN_PARTS, load_sample
 from .tables import conditions_lines, reference_unpruned
 
 ROLE_STYLE = {"unpruned": {"marker": "*", "s": 220, "color": "black"},
               "recursive": {"marker": "s", "s": 90, "color": "tab:red"}}
 STRATEGY_COLORS = ["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
 BACKEND_COLORS = {"eager": "tab:blue", "channels-last": "tab:orange", "compile": "tab:green",
-                  "onnxruntime": "tab:purple"}
+                  "onnxruntime": "tab:purple", "onnxruntime-int8": "tab:pink"}
+PART_COLORS = {"convs": "tab:blue", "physics": "tab:green", "glue": "tab:orange", "layout": "tab:red",
+               "python": "tab:gray", "other": "tab:olive"}
 MAX_SAMPLES = 8
 
 
@@ -135,7 +137,7 @@ def speedup_vs_macs(df: pd.DataFrame) -> Figure:
     """Measured speedup against the unpruned model (with its interval) vs the MACs cut,
     per backend, under the physical limit speedup = MACs cut."""
     data = df[(df["status"] == "ok") & (df["role"] != "unpruned") & df["speedup_vs_unpruned"].notna()
-              & df["macs_reduction"].notna()]
+              & df["macs_reduction"].notna() & (df["precision"] != "int8")]  # INT8 beats the float MACs bound
     if data.empty:
         return _message("Measured speedup vs MACs cut", "no timed model with an unpruned reference")
     fig = Figure(figsize=(7.5, 5.8))
@@ -223,3 +225,37 @@ def samples(records: list[dict], run_dir: str | Path) -> list[tuple[str, Figure]
         fig.suptitle(f"{task}: samples and error maps (one error scale, saturating at {vmax:.3f})")
         out.append((task, fig))
     return out
+
+
+def breakdown(records: list[dict]) -> Figure | None:
+    """Where one eager call's time goes, per family: one stacked bar per profiled model
+    (unpruned, pruned, recursive side by side), ms per call by part, labelled with the
+    share of the convolutions and the speedup ceiling if the priors cost nothing. None
+    when no record holds a breakdown."""
+    data = [r for r in records if r.get("breakdown")]
+    if not data:
+        return None
+    families = list(dict.fromkeys(r["family"] for r in data))
+    fig = Figure(figsize=(9, 1.2 + sum(0.55 * sum(r["family"] == f for r in data) + 0.8 for f in families)))
+    axes = [fig.add_subplot(len(families), 1, i + 1) for i in range(len(families))]
+    order = {"unpruned": 0, "pruned": 1, "recursive": 2}
+    for ax, fam in zip(axes, families):
+        rows = sorted((r for r in data if r["family"] == fam), key=lambda r: (order.get(r["role"], 3), -(r["macs"] or 0)))
+        y = np.arange(len(rows))[::-1]
+        left = np.zeros(len(rows))
+        for part in BREAKDOWN_PARTS:
+            ms = np.array([r["breakdown"]["parts"].get(part, 0.0) for r in rows])
+            ax.barh(y, ms, left=left, color=PART_COLORS[part], label=part if ax is axes[0] else None)
+            left += ms
+        for yi, r, total in zip(y, rows, left):
+            b = r["breakdown"]
+            ax.annotate(f"convs {b['parts']['convs'] / total:.0%}; priors free: {b['ceiling_priors_free']:.1f}x",
+                        (total, yi), textcoords="offset points", xytext=(4, -3), fontsize=8)
+        ax.set_yticks(y, [f"{r['name']} ({r['role']})" for r in rows], fontsize=8)
+        ax.set_xlim(0, left.max() * 1.45)
+        ax.set_title(f"{fam}: time of one eager call by part (torch.profiler self CPU time)", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("ms per call")
+    fig.legend(fontsize=8, ncol=len(BREAKDOWN_PARTS), loc="lower center")
+    fig.subplots_adjust(hspace=0.6, bottom=min(0.4, 0.95 / fig.get_figheight()))  # room for the legend
+    return fig

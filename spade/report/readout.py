@@ -24,6 +24,23 @@ START_NOTE = ("Start PSNR: the score of the network's input, the physics' starti
 #: said under every table with a test-time-adapted row
 TEST_TIME_NOTE = ("Fine-tuned on 'test': test-time adaptation — the model adapted to these test measurements "
                   "themselves (no ground truth), so its PSNR is not comparable with models that never saw them.")
+#: said under every table with INT8 rows
+INT8_NOTE = ("INT8 rows (backend onnxruntime-int8): the priors' convolutions quantized to INT8 on ONNX Runtime "
+             "(static, calibrated on training images), the physics in float; scored on the test images fitted to "
+             "the exported input size, and sped up against the unpruned model's float ONNX Runtime timed in the same "
+             "run.")
+
+
+def int8_note(g: pd.DataFrame) -> str | None:
+    """:data:`INT8_NOTE` with each INT8 row's float and INT8 PSNR on the same images, or None."""
+    rows = g[g["precision"] == "int8"]
+    if rows.empty:
+        return None
+    scores = [f"{r['model']}: {db(r['float_psnr'])} in float, {db(r['psnr'])} in INT8"
+              for _, r in rows.iterrows() if not _missing(r["psnr"])]
+    return INT8_NOTE + (" Same images: " + "; ".join(scores) + "." if scores else "")
+
+
 #: speedup budgets the summary names the best model for
 BUDGETS = (1.5, 2.0, 3.0, 4.0)
 

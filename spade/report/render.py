@@ -6,7 +6,8 @@ writes, atomically::
     OUT/results.csv      one row per model (x ratio x strategy) and backend
     OUT/summary.md       what this means, conditions, tables per task, the figures
     OUT/report.html      the same page, self-contained (figures embedded as base64 PNG)
-    OUT/figures/*.png    pareto, widths, speedup_vs_macs, samples-N (one per task)
+    OUT/figures/*.png    pareto, widths, speedup_vs_macs, breakdown (when the records hold
+                         one), samples-N (one per task)
 
 Both pages come from one jinja2 template each (``templates/``): HTML autoescaped, the
 Markdown through the :func:`md` filter on every value, so names and titles from a
@@ -33,6 +34,9 @@ from .tables import frame
 FIGURES = (("pareto", "PSNR vs latency: unpruned, pruned × strategy and recursive models, with the Pareto front"),
            ("widths", "Per-layer widths before and after pruning"),
            ("speedup_vs_macs", "Measured speedup vs MACs cut, under the physical limit"))
+BREAKDOWN_CAPTION = ("Where one eager call's time goes: the priors' convolutions, the physics, element-wise glue, "
+                     "layout and Python, for unpruned, pruned and recursive models side by side (profiled with "
+                     "[profile] breakdown = true); pruning shrinks the convolutions only")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!{}])")
 
 
@@ -85,6 +89,7 @@ def context(records: list[dict], df, info: dict, figs: list[dict]) -> dict:
                       "n_images": int(n.max()) if len(n) else None,
                       "rows": [readout.row(r) for _, r in g.iterrows()],
                       "test_time": readout.TEST_TIME_NOTE if (g["finetune_data"] == "test").any() else None,
+                      "int8": readout.int8_note(g),
                       "failed": [(r["model"], r["backend"], r["error"]) for _, r in g[g["status"] == "failed"].iterrows()]})
     method = ("Speedups: each round times every model back to back (order rotated), the speedup is the median of the "
               "per-round ratios, shown with its 95% order-statistics interval; every model gets the same rounds; "
@@ -107,6 +112,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict:
     drawn = [(key, caption, fig) for key, caption, fig in (
         ("pareto", FIGURES[0][1], figures.pareto(df)), ("widths", FIGURES[1][1], figures.widths(records)),
         ("speedup_vs_macs", FIGURES[2][1], figures.speedup_vs_macs(df)))]
+    parts = figures.breakdown(records)
+    if parts is not None:
+        drawn.append(("breakdown", BREAKDOWN_CAPTION, parts))
     for i, (task, fig) in enumerate(figures.samples(records, run_dir), 1):
         drawn.append((f"samples-{i}", f"Samples of {task}: the input, every model's reconstruction and its error",
                       fig))

@@ -40,6 +40,14 @@ key                       value
 ``peak_mem_mb``           peak activation memory of one forward (see spade.profile.cost)
 ``sample``                ``samples/NAME.npz``, relative to RUN_DIR (never outside it), or null
 ``model_file``            where the model came from (information only), or null
+``quantized``             INT8 rows only (backend ``onnxruntime-int8``, :func:`int8_record`):
+                          ``{"source", "format", "quantized_convs", "calibration", "float",
+                          "psnr_loss_db", "onnx_baseline"}`` — the float record it was made
+                          from, how, and the float scores on the same images; else null
+``breakdown``             where one eager call's time goes (:mod:`spade.profile.breakdown`):
+                          ``{"parts": {convs, physics, glue, layout, python, other: ms},
+                          "convs": {label: ms}, "measured_ms", "agreement", "ceiling_convs_free",
+                          "ceiling_priors_free", "calls_profiled", "load_average"}``, or null
 ========================  ==================================================================
 
 A **sample** file (``numpy.savez``) holds ``reconstruction``, ``ground_truth`` and
@@ -49,7 +57,8 @@ protocol).
 
 Writers: :func:`append_record`, :func:`save_sample`, :func:`write_run_info`, and
 :func:`latency_from_profile` / :func:`conditions_from_profile` to turn a
-``spade.profile.profile_models`` result into record fields. Readers:
+``spade.profile.profile_models`` result into record fields, :func:`int8_record` a
+``spade.profile.quantize.quantize_file`` report into a record. Readers:
 :func:`read_records`, :func:`load_sample`, :func:`read_run_info`. Every write is atomic.
 """
 from __future__ import annotations
@@ -144,6 +153,8 @@ class Record(BaseModel):
     peak_mem_mb: Number = None
     sample: Optional[str] = None
     model_file: Optional[str] = None
+    quantized: Optional[dict] = None
+    breakdown: Optional[dict] = None
 
     @field_validator("sample")
     @classmethod
@@ -367,3 +378,54 @@ def latency_from_profile(profile: dict, model: str) -> list[dict]:
                     "page_faults_per_call": e["page_faults_per_call"], "max_abs_error": e["max_abs_error"]})
     require(out, f"the profile has no entry for {model}")
     return out
+
+
+def int8_record(source: dict, report: dict, name: str, backend: str) -> dict:
+    """The record of an INT8 ONNX model from ``quantize_file``'s ``report`` and the record
+    of the float model it was made from (``source``): the same architecture, role, parent,
+    pruning and fine-tuning fields; ``evaluation`` the INT8 scores on the report's images
+    (the test images fitted to the exported input, a setting of their own: dataset
+    ``"DATA fitted to HxW"``); one ``latency`` row for ``backend`` whose speedup is against
+    the report's ``onnx_baseline`` (the unpruned model's float ONNX Runtime, timed in the
+    same interleaved run); ``quantized`` the float scores on the same images."""
+    ev = report.get("evaluation")
+    h, w = report["image_shape"]
+    source_ev = source.get("evaluation") or {}
+    evaluation = None if not ev else {
+        "dataset": f"{ev['data']} fitted to {h}x{w}", "protocol": ev["protocol"],
+        "convention": source_ev.get("convention", "") if source_ev.get("protocol") == ev["protocol"] else "",
+        "n_images": len(ev["images"]), "psnr": ev["int8"]["psnr"], "ssim": ev["int8"].get("ssim")}
+    t = report["timings"]["int8 onnxruntime"]
+    key = "speedup_vs_" + report["onnx_baseline"].replace(" ", "_") + "_"
+    latency = {"backend": backend, "status": "ok", "error": None, "median_ms": t["median_ms"], "iqr_ms": t["iqr_ms"],
+               "cpu_median_ms": t["cpu_median_ms"], "runs": t["runs"], "speedup_vs_unpruned": t[key + "speedup"],
+               "speedup_vs_unpruned_ci": [t[key + "low"], t[key + "high"]], "speedup_vs_recursive": None,
+               "speedup_vs_recursive_ci": None, "recursive": None, "clock": report["clock"]["clock"], "flags": []}
+    conditions = {"threads": report["threads"], "batch": report["input_shape"][0],
+                  "input_shape": report["input_shape"], "device": "cpu", "hardware": report["hardware"],
+                  "torch": report["versions"]["torch"], "allocator": report["allocator"]["description"],
+                  "timer": report.get("timer"), "timing": {**report["clock"], "rounds": (report.get("timer") or {}).get("rounds")},
+                  "load_average": report.get("load_average"),
+                  "macs_counter": (source.get("conditions") or {}).get("macs_counter")}
+    quantized = {"source": source["name"], "format": report["format"], "quantized_convs": report["quantized_convs"],
+                 "calibration": report["calibration"], "onnx_baseline": report["onnx_baseline"],
+                 "float": ev["float"] if ev else None, "psnr_loss_db": ev["psnr_loss_db"] if ev else None}
+    keep = ("family", "sharing", "role", "params", "macs", "ratio", "importance", "strategy", "finetune_data", "widths")
+    return {**{k: source.get(k) for k in keep}, "name": name,
+            "parent": source.get("parent") or (source["name"] if source["role"] == "unpruned" else None),
+            "conditions": conditions, "evaluation": evaluation, "latency": [latency], "peak_mem_mb": None,
+            "sample": None, "model_file": report["out"], "quantized": quantized}
+
+
+#: the parts of a breakdown, in the order a report stacks them
+BREAKDOWN_PARTS = ("convs", "physics", "glue", "layout", "python", "other")
+
+
+def breakdown_from_result(result: dict, model: str) -> dict:
+    """The ``breakdown`` of model file ``model`` from a ``breakdown_models`` result."""
+    e = next((m for m in result["models"] if m["model"] == model), None)
+    require(e is not None, f"the breakdown has no entry for {model}")
+    parts = {"convs": e["conv_ms"], **{k: e[f"{k}_ms"] for k in BREAKDOWN_PARTS[1:]}}
+    return {"parts": parts, "convs": dict(e["convs"]), "measured_ms": e["measured_ms"], "agreement": e["agreement"],
+            "ceiling_convs_free": e["ceiling_convs_free"], "ceiling_priors_free": e["ceiling_priors_free"],
+            "calls_profiled": result["calls_profiled"], "load_average": result.get("load_average")}

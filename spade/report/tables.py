@@ -1,7 +1,8 @@
 """Records -> one table (``results.csv``) and its Markdown summary.
 
 The table has one row per record and backend, i.e. per model x ratio x strategy when
-one backend is profiled. Every row carries the conditions its numbers were taken under:
+one backend is profiled. INT8 rows (``precision`` int8, backend ``onnxruntime-int8``)
+carry ``float_psnr``: the float model's PSNR on the same images. Every row carries the conditions its numbers were taken under:
 ``dataset`` and ``protocol`` for PSNR/SSIM, ``hardware``, ``threads``, ``batch``,
 ``allocator`` and ``torch`` for latency and speedups.
 """
@@ -13,7 +14,7 @@ import pandas as pd
 
 COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "finetune_data",
            "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "pruned_psnr", "recovered", "params", "macs", "macs_reduction",
-           "peak_mem_mb", "backend", "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock",
+           "peak_mem_mb", "precision", "float_psnr", "backend", "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock",
            "speedup_vs_unpruned", "speedup_vs_unpruned_low", "speedup_vs_unpruned_high", "speedup_vs_recursive",
            "speedup_vs_recursive_low", "speedup_vs_recursive_high", "recursive", "flags", "threads", "batch",
            "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
@@ -82,7 +83,9 @@ def frame(records: list[dict]) -> pd.DataFrame:
                 "input_shape": "x".join(str(s) for s in cond.get("input_shape") or []) or None,
                 "device": cond.get("device"), "hardware": cond.get("hardware"), "allocator": cond.get("allocator"),
                 "torch": cond.get("torch"),
-                "load_average": _load(cond.get("load_average")), "model_file": r.get("model_file")}
+                "load_average": _load(cond.get("load_average")), "model_file": r.get("model_file"),
+                "precision": "int8" if r.get("quantized") else "float32",
+                "float_psnr": ((r.get("quantized") or {}).get("float") or {}).get("psnr")}
         for lat in r.get("latency") or [{"backend": None, "status": "not profiled"}]:
             row = {**base, "backend": lat["backend"], "status": lat["status"], "error": lat.get("error"),
                    "median_ms": lat.get("median_ms"), "iqr_ms": lat.get("iqr_ms"),
