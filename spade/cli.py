@@ -6,11 +6,13 @@ and exit with status 2; nothing is left half-written (outputs are written atomic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
 from .errors import SpadeError
 from .fileio import os_error
+from .progress import enabled as progress_enabled
 
 #: sub-command name -> module in spade.commands (each has ``add_parser`` and ``run``)
 COMMANDS = {
@@ -50,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        # --no-progress (every command that runs long has it) silences every bar the command
+        # draws; otherwise bars are drawn when stderr is a terminal
+        quiet = getattr(args, "no_progress", False)
+        with progress_enabled(False) if quiet else contextlib.nullcontext():
+            return int(args.handler(args) or 0)
     except SpadeError as exc:
         print(f"spade {args.command}: error: {exc}", file=sys.stderr)
         return 2

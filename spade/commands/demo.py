@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from .common import add_device, add_json, writes_output
+from .common import add_device, add_json, add_progress, writes_output
 from .run import run_recipe
 
 
@@ -16,7 +16,7 @@ def add_parser(sub, name):
                        description=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", default="spade-demo", help="run folder (default: spade-demo)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress(p)
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)

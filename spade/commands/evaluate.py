@@ -7,7 +7,7 @@ from ..limits import check_count
 from ..evaluation import DEFAULT_PROTOCOL, PROTOCOLS, evaluate
 from ..models.io import load_model
 from ..report.collect import record_evaluation
-from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
+from .common import add_device, add_json, add_progress, device, emit_json, nonneg_float, positive_int, writes_output
 
 
 def add_parser(sub, name):
@@ -29,6 +29,7 @@ def add_parser(sub, name):
                         "`spade report DIR`")
     add_device(p)
     add_json(p)
+    add_progress(p)
     p.set_defaults(handler=run)
 
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from ..errors import require
 from ..profile import BACKENDS, TOLERANCE, breakdown, profile_models
 from ..report.runfolder import add_profile
-from .common import add_device, add_json, device, emit_json, positive_float, writes_output
+from .common import add_device, add_json, add_progress, device, emit_json, log_line, positive_float, writes_output
 
 
 def add_parser(sub, name):
@@ -38,6 +37,7 @@ def add_parser(sub, name):
                    help="also add the results to run folder DIR (created if missing) for `spade report DIR`")
     add_device(p)
     add_json(p)
+    add_progress(p)
     p.set_defaults(handler=run)
 
 
@@ -62,7 +62,7 @@ def run(args) -> int:
                             side=args.side, device=device(args.device), baseline=args.baseline,
                             recursive=args.recursive, rounds=args.rounds, min_run_time=args.min_run_time,
                             allocator=args.allocator, tolerance=args.tolerance, max_rounds=args.max_rounds,
-                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                            log=log_line)
     if args.out:
         add_profile(args.out, result)
     if args.json:
@@ -78,7 +78,7 @@ def _run_breakdown(args) -> int:
     require(not args.out, "--breakdown writes no run folder: drop --out (or profile without --breakdown)")
     result = breakdown.breakdown_models(args.models, batch=args.batch, threads=args.threads, side=args.side,
                                         rounds=args.rounds, min_run_time=args.min_run_time, allocator=args.allocator,
-                                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                                        log=log_line)
     if args.json:
         emit_json(result)
     else:

@@ -43,6 +43,7 @@ from ..data import example_pair
 from ..errors import SpadeError, require
 from ..limits import check_input_size
 from ..models import LoadedModel, count_parameters, load_model
+from ..progress import bar
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, failure_reason, prepare, verify
 from .conditions import hardware, load_average, versions
@@ -147,9 +148,10 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
                    recursive: str | Path | None = None, rounds: int = 15, min_run_time: float = 1.0,
                    allocator: str = "pinned", tolerance: float = TOLERANCE, max_rounds: int | None = None,
                    max_spread: float = MAX_SPREAD,
-                   log: Callable[[str], None] = lambda msg: None) -> dict:
+                   log: Callable[[str], None] = lambda msg: None, progress: bool = True) -> dict:
     """Profile model files (see module docstring). ``baseline`` and ``recursive`` are
-    added to ``models`` when not among them; the baseline defaults to the first model."""
+    added to ``models`` when not among them; the baseline defaults to the first model.
+    ``progress``: bars on stderr over the candidates prepared and the timed rounds."""
     _check_settings(threads, batch, side, rounds, min_run_time, tolerance, max_rounds, max_spread)
     backends = check_backends(list(backends))
     device = torch.device(device)
@@ -174,8 +176,10 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
             if named is not None:
                 _check_comparable(next(c for c in cands if c.path == str(named)), cands, role)
         entries, runners = [], {}
-        for c in cands:
-            entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
+        with bar(cands, desc=f"preparing {len(cands)} model(s) on {', '.join(backends)}", unit="model",
+                 show=progress) as shown:
+            for c in shown:
+                entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
         fns = {key: r.timed for key, r in runners.items()}
         pairs = _pairs(cands, backends, refs, fns)
         log(f"timing {len(fns)} candidate(s): {rounds} paired rounds (up to {max_rounds or 3 * rounds}), "
@@ -185,7 +189,7 @@ def profile_models(models: list[str | Path], backends: list[str] = ("eager",), b
         timings, verdict = measure_trusted(fns, pairs, macs, _twins(entries, fns), macs_pairs=against_base,
                                            rounds=rounds, max_rounds=max_rounds,
                                            max_spread=max_spread, min_run_time=min_run_time, load=load_average,
-                                           cpus=os.cpu_count(), threads=threads, log=log)
+                                           cpus=os.cpu_count(), threads=threads, log=log, progress=progress)
         faults = {key: _faults_per_call(fn) for key, fn in fns.items()}
     base_name = cands[0].name
     for e in entries:

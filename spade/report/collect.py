@@ -52,14 +52,14 @@ def sample_arrays(protocol: str, arrays: dict) -> tuple[np.ndarray, np.ndarray, 
 def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str | None, protocol: str | None = None,
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
                 rounds: int = 15, min_run_time: float = 1.0, title: str | None = None,
-                log: Callable[[str], None] = lambda msg: None) -> list[dict]:
+                log: Callable[[str], None] = lambda msg: None, progress: bool = True) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 
     ``models``: paths, or dicts ``{"path", "name"?, "role"?, "parent"?, "ratio"?,
     "importance"?, "strategy"?, "data"?, "protocol"?}`` overriding what the spec says
     (role from the sharing mode and resized layers, ratio/importance from
     ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
-    ``protocol`` (per-model test images).
+    ``protocol`` (per-model test images). ``progress``: bars on stderr (timing, images).
     """
     run_dir = Path(run_dir)
     require(not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())),
@@ -85,25 +85,25 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         log(f"profiling {len(group)} {fam} model(s)")
         profiles[fam] = profile_models([e["path"] for e in group], backends=backends, batch=batch, threads=threads,
                                        side=side, baseline=None if base is None else base["path"], rounds=rounds,
-                                       min_run_time=min_run_time, log=log)
+                                       min_run_time=min_run_time, log=log, progress=progress)
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         records = [_record(tmp, e, loaded[e["path"]], profiles[e["family"]], unpruned[e["family"]], data, protocol,
-                           log) for e in entries]
+                           log, progress) for e in entries]
         if title:
             results.write_run_info(tmp, title)
     return records
 
 
 def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: str, protocol: str | None,
-            log: Callable[[str], None]) -> dict:
+            log: Callable[[str], None], progress: bool = True) -> dict:
     """Evaluate one model, save its sample and append its record."""
     data = e.get("data") or data
     require(data, f"model {e['name']}: no test images to evaluate on")
     proto = e.get("protocol") or protocol or lm.spec.get("protocol") or get_family(e["family"]).protocol
     channels = channel_mode(lm.model.config.get("image_channels", 1))
     log(f"evaluating {e['name']} on {data} ({proto})")
-    ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1)
+    ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1, progress=progress)
     first = ev.per_image[0]
     rec, gt, start = sample_arrays(proto, first["arrays"])
     sample = results.save_sample(run_dir, e["name"], rec, gt, start, image=first["image"], psnr=first["psnr"])
