@@ -45,3 +45,22 @@ def test_strategy_plugin_example_is_a_working_strategy():
     loss = strategy.loss(x_net, y, physics, model, Context())
     loss.backward()
     assert loss.item() > 0 and any(p.grad is not None for p in model.parameters())
+
+
+def test_benchmark_data_section_lays_out_every_file_the_recipes_name():
+    """Each ``$SPADE_BENCH_DATA/...`` file of recipes/ and each benchmark set sits where the
+    README's 'Benchmark data' layout puts it."""
+    from spade.data.sources import BENCHMARK_SETS
+
+    section = README.split("\n## Benchmark data\n", 1)[1].split("\n## ", 1)[0]
+    layout = re.search(r"```\n(\$SPADE_BENCH_DATA/\n.*?)```", section, re.S).group(1).splitlines()
+    texts = [p.read_text() for p in sorted((REPO / "recipes").rglob("*.toml"))]
+    named = sorted({m for t in texts for m in re.findall(r'"\$SPADE_BENCH_DATA/([\w./-]+)"', t)})
+    assert len(named) >= 5
+    for path in named:
+        folder, name = path.rsplit("/", 1)
+        row = [line for line in layout if line.strip().startswith(folder + "/")]
+        assert len(row) == 1 and name in row[0].split(), path
+    for folder in BENCHMARK_SETS.values():
+        assert f"{folder}/" in " ".join(layout), folder
+    assert "github.com/jianzhangcs/ISTA-Net-PyTorch" in section and "SPADE_BENCH_DATA" in section
