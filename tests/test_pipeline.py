@@ -65,8 +65,8 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
     out = files / "out"
     log = capsys.readouterr().out.splitlines()
     # the estimate comes first, then what remains before each stage, from the rates measured
-    assert log[0].startswith("left: 1 distillation (2 steps), 1 prune, 3 fine-tuning runs (6 steps), evaluating and "
-                             "timing 6 models, the report; about ")
+    assert log[0].startswith("to run: 1 distillation (2 steps), 1 prune, 3 fine-tuning runs (6 steps), evaluating "
+                             "and timing 6 models, the report; about ")
     assert "; about " in log[0] and "(from one timed training pass of each model) [estimated in " in log[0]
     assert any(line.startswith("  left: 3 fine-tuning runs (6 steps)") and "measured so far" in line for line in log)
     assert any(line.startswith("done in ") and "estimated at the start: about" in line for line in log)
@@ -110,8 +110,8 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
     summary = json.loads(captured.out)  # stdout holds the JSON object only
     assert "rebuilt after" in captured.err  # results older than a model are not reused
     # a resumed run estimates what is left of it: the missing models, then the results again
-    assert captured.err.startswith("left: 1 distillation (2 steps), 1 fine-tuning run (2 steps), evaluating and "
-                                   "timing 6 models, the report; about ")
+    assert captured.err.startswith("to run: 1 distillation (2 steps), 1 fine-tuning run (2 steps), evaluating "
+                                   "and timing 6 models, the report; about ")
     assert summary["models"] == 6 and summary["budget"]["target_speedup"] == 1.01
     after = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     assert after.keys() == stamps.keys()
@@ -310,6 +310,10 @@ def test_shipped_recipes_validate(request):
     demo = read_pipeline_recipe(resources.files("spade") / "recipes" / "demo.toml")
     assert [m["role"] for m in demo["models"]].count("recursive") == 2
     assert set(demo["strategies"]) == {"supervised", "school", "self-supervised"}
+    # the demo fine-tunes on training images only, never on the test measurements
+    assert not any(settings["test_time"] for settings in demo["strategies"].values())
+    unpruned = [m for m in demo["models"] if m["role"] == "unpruned"]
+    assert len(unpruned) == 2 and all(m["train_data"] and m["train_data"] != m["test"] for m in unpruned)
     request.getfixturevalue("bench_data")  # the benchmark recipes read it
     for path in sorted(Path(REPO / "recipes").glob("*.toml")):
         recipe = read_pipeline_recipe(path)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from finetune_helpers import crops, cs_physics, tiny_model, write_images
+from finetune_helpers import REPO, crops, cs_physics, spade_env, tiny_model, write_images
 from spade import progress
 from spade.cli import build_parser, main
-from spade.models import save_model
+from spade.models import create_model, save_model
+from spade.physics import build_physics
 from spade.pipeline.eta import FIRST_STEP_FACTOR, Estimator, Probe, Unit
 from spade.profile.latency import PairedRounds
 
@@ -113,3 +116,27 @@ def test_epochs_and_unprobed_models_are_named_not_guessed():
     eta.probes = {"a": Probe(0.1, 100)}
     seconds, unknown = eta.seconds_left(units, {})
     assert seconds == 0 and unknown == ["training given in epochs", "fine-tuning of models not probed yet"]
+
+
+def test_probe_times_a_real_pass_and_sizes_what_is_scored_and_timed():
+    eta = Estimator(profile={"side": 66})
+    eta.test_shapes = {"cs": [(70, 80), (40, 50)], "mri": [(256, 256)]}
+    model = tiny_model(channels=8)
+    eta.probe("cs", model, cs_physics(), batch=2, side=33)
+    p = eta.probes["cs"]
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert p.seconds > 0 and (p.pixels, p.images, p.convs) == (2 * 33 * 33, 2, convs) and convs > 1
+    assert p.timed_pixels == 66 * 66 and eta.test_pixels["cs"] == 70 * 80 + 40 * 50
+    mri = build_physics({"kind": "mri", "shape": [32, 32], "mask": "random", "acceleration": 4})
+    eta.probe("mri", create_model("du-mri", iterations=2, width=8, depth=2), mri, batch=1, side=None)
+    assert eta.probes["mri"].timed_pixels == 32 * 32 and eta.test_pixels["mri"] == 32 * 32  # cropped to the mask
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_lets_idle_openmp_threads_sleep_unless_told_otherwise(given, expected):
+    env = {k: v for k, v in spade_env().items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, sys, spade.cli; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout.split() == [expected, "False"]  # set before torch loads

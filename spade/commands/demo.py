@@ -1,8 +1,10 @@
 """``spade demo``: the packaged demo recipe on the embedded images (no download).
 
 Trains small MRI (deep unfolding) and super-resolution (HQS) networks and their
-recursive baselines, prunes them, fine-tunes with the three strategies, profiles and
-writes a report (``DIR/report/report.html``)."""
+recursive baselines, prunes them, fine-tunes with the three strategies on training
+images, profiles and writes a report (``DIR/report/report.html``). The first line says
+what it will run and about how long that takes (each model's training pass timed);
+a line before every stage says what is left."""
 from __future__ import annotations
 
 from importlib import resources
@@ -12,7 +14,8 @@ from .run import run_recipe
 
 
 def add_parser(sub, name):
-    p = sub.add_parser(name, help="run the demo pipeline on the embedded images (a few minutes on CPU)",
+    p = sub.add_parser(name, help="run the demo pipeline on the embedded images (minutes on CPU; the estimate "
+                                  "comes first)",
                        description=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", default="spade-demo", help="run folder (default: spade-demo)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")

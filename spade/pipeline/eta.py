@@ -12,8 +12,8 @@ what remains into seconds with rates that are *measured*, never assumed:
   strategy (the ratio to its model's training step carries over to the other models),
   per prune;
 * the **timing stage** is sized by the ``[profile]`` settings (paired rounds x candidates x
-  the minimum block time, at least one call each) and the evaluation by the test images'
-  pixels against the probe's; a **prune** by the forward passes its re-fit makes (two per
+  the minimum block time, at least one call on the timed input each) and the evaluation by
+  the scored pixels of the test images, both at the probe's seconds per pixel; a **prune** by the forward passes its re-fit makes (two per
   convolution and calibration crop), corrected by the ratio measured on the first prune.
 
 Whatever cannot be sized yet (training given in epochs, an imported model not yet
@@ -21,6 +21,7 @@ converted) is named instead of guessed.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..data import example_pair
+from ..errors import SpadeError
 from ..finetune.config import TrainConfig
 from ..finetune.recipe import build_model, build_train_physics, read_recipe, split_sections
 from ..models import load_model
@@ -65,11 +67,20 @@ class Probe:
     pixels: int
     images: int = 1
     convs: int = 1
+    timed_pixels: int = 0  #: pixels of the input the profiler times (0: the probe's)
 
     @property
     def forward_per_pixel(self) -> float:
         """Seconds of a forward pass per image pixel: a third of a forward + backward pass."""
         return self.seconds / 3 / self.pixels
+
+
+def _scored(physics, shape: tuple[int, int]) -> int:
+    """Pixels of an ``shape`` image that evaluation measures (cropped to the operator)."""
+    try:
+        return math.prod(physics.crop_image(torch.empty(1, 1, *shape)).shape[-2:])
+    except SpadeError:  # smaller than the operator: evaluation says so itself
+        return math.prod(shape)
 
 
 @dataclass
@@ -83,6 +94,7 @@ class Estimator:
     prunes: list[float] = field(default_factory=list)  #: measured / modelled seconds of each prune run
     pruning: dict = field(default_factory=dict)  #: the recipe's [prune] table (samples, crop, reconstruct)
     test_pixels: dict[str, int] = field(default_factory=dict)  #: model -> pixels of all its test images
+    test_shapes: dict[str, list] = field(default_factory=dict)  #: model -> (H, W) of its test images
 
     # -- measuring ---------------------------------------------------------------------
     def probe(self, name: str, model: torch.nn.Module, physics, batch: int, side: int | None) -> None:
@@ -98,7 +110,11 @@ class Estimator:
             times.append(time.perf_counter() - began)
         model.zero_grad(set_to_none=True)
         convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
-        self.probes[name] = Probe(min(times[1:]), int(x[0, 0].numel()) * batch, batch, max(convs, 1))
+        timed = physics.image_shape(self.profile.get("side"), channels)
+        self.probes[name] = Probe(min(times[1:]), int(x[0, 0].numel()) * batch, batch, max(convs, 1),
+                                  math.prod(timed[1:]) * self.profile.get("batch", 1))
+        if name in self.test_shapes:  # the part of each test image that is measured and scored
+            self.test_pixels[name] = sum(_scored(physics, shape) for shape in self.test_shapes[name])
 
     def probe_recipe(self, name: str, recipe: str) -> None:
         """Probe the model a training recipe builds, on its training batch and patch."""
@@ -152,11 +168,6 @@ class Estimator:
                   if st == strategy and self.step_seconds(m)]
         return base * (statistics.median(ratios) if ratios else 1.0)
 
-    def forward_seconds(self, model: str) -> float | None:
-        """One forward pass on the probe's batch: a third of a forward + backward pass."""
-        probe = self.probes.get(model)
-        return None if probe is None else probe.seconds / 3
-
     def prune_model_seconds(self, model: str) -> float | None:
         """A prune, modelled: forward passes of the calibration crops (``samples`` of
         ``crop`` x ``crop``), two per re-fitted convolution (pruned and unpruned networks),
@@ -181,12 +192,12 @@ class Estimator:
         backends = len(p.get("backends", ["eager"]))
         total = 0.0
         for model, n in models.items():
-            fwd = self.forward_seconds(model)
-            if fwd is None:
+            probe = self.probes.get(model)
+            if probe is None:
                 return None
-            probe = self.probes[model]
+            timed = probe.forward_per_pixel * (probe.timed_pixels or probe.pixels)  # one timed call
             total += n * probe.forward_per_pixel * self.test_pixels.get(model, probe.pixels)  # evaluation
-            total += n * backends * (rounds * max(min_run, fwd) + 3 * fwd)  # timing: rounds, warm-up, sizing
+            total += n * backends * (rounds * max(min_run, timed) + 3 * timed)  # timing: rounds, warm-up, sizing
         return total
 
     def unit_seconds(self, unit: Unit, family_sizes: dict[str, int]) -> float | None:
@@ -214,8 +225,8 @@ class Estimator:
                     known += seconds
         return known, list(dict.fromkeys(unknown))
 
-    def remaining(self, units: list[Unit], family_sizes: dict[str, int]) -> str:
-        """One line: what remains and how long it should take."""
+    def remaining(self, units: list[Unit], family_sizes: dict[str, int], head: str = "left") -> str:
+        """One line, ``HEAD: what remains; about how long it should take``."""
         left = [u for u in units if not u.done]
         if not left:
             return "nothing left to run"
@@ -231,7 +242,7 @@ class Estimator:
             parts.append(f"evaluating and timing {sum(family_sizes.values())} models")
         if any(u.kind == "report" for u in left):
             parts.append("the report")
-        return f"left: {', '.join(parts)}; {self.estimate(units, family_sizes)}"
+        return f"{head}: {', '.join(parts)}; {self.estimate(units, family_sizes)}"
 
     def estimate(self, units: list[Unit], family_sizes: dict[str, int]) -> str:
         """``about 3 min 20 s (from ...)``, naming what is not estimated yet."""

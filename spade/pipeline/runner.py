@@ -79,6 +79,7 @@ class Pipeline:
             if check and "file" in m:
                 load_model(m["file"])
             test = load_images(m["test"])
+            self.eta.test_shapes[m["name"]] = [img.shape for img in test]
             self.eta.test_pixels[m["name"]] = sum(img.shape[0] * img.shape[1] for img in test)
             if check and m["train_data"] and m["role"] == "unpruned":
                 check_disjoint(load_images(m["train_data"]), test)
@@ -338,7 +339,8 @@ class Pipeline:
         began = time.monotonic()
         first = self.estimate()
         self._said = self._remaining()
-        self.log(f"{self._said} [estimated in {duration(time.monotonic() - began)}]")
+        whole = self.eta.remaining(self.units, self._family_sizes(), head="to run")
+        self.log(f"{whole} [estimated in {duration(time.monotonic() - began)}]")
         files = self.sources()
         pruned = self.pruned(files)
         results = self.collect(files, pruned)
