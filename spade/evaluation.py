@@ -38,6 +38,7 @@ from .data.measurements import PIXEL_PROTOCOLS, check_protocol, prepare
 from .errors import require
 from .limits import check_finite
 from .physics import KINDS, LinearPhysics, SparseRecovery, bernoulli_gaussian, ista
+from .progress import bar
 
 PROTOCOLS = {
     "ista-cs": "ISTA-Net+ CS: Y (OpenCV full-range BT.601), 0-255, PSNR peak 255, skimage SSIM data_range=255",
@@ -85,13 +86,14 @@ def score(protocol: str, x_hat: torch.Tensor, ref: np.ndarray, physics: LinearPh
 @torch.no_grad()
 def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image] | int | None, protocol: str,
              noise_level: float | None = None, seed: int = 0, device: str | torch.device = "cpu",
-             keep: int = 0) -> Evaluation:
+             keep: int = 0, progress: bool = True) -> Evaluation:
     """Score ``model`` (and the starting point ``A_dagger``) on ``images``.
 
     ``model=None`` scores the starting point only. Noise (the physics' own level unless
     ``noise_level`` is given) is drawn with
     ``seed + index`` per image. ``keep`` > 0 stores the first ``keep`` reconstructions
-    (and ground truths) as arrays in the per-image records under ``"arrays"``.
+    (and ground truths) as arrays in the per-image records under ``"arrays"``. ``progress``:
+    a bar over the images on stderr (:mod:`spade.progress`).
     """
     require(protocol in PROTOCOLS, f"unknown protocol '{protocol}': choose one of {sorted(PROTOCOLS)}")
     check_protocol(physics, protocol)
@@ -104,21 +106,24 @@ def evaluate(model: nn.Module | None, physics: LinearPhysics, images: list[Image
     if model is not None:
         model = model.to(device).eval()
     result = Evaluation(protocol)
-    for i, image in enumerate(images):
-        x, ref, crop = prepare(image, physics, protocol)
-        x = x.to(device)
-        y = physics.simulate(x, noise_level=noise_level, seed=seed + i)
-        record = {"image": image.name}
-        init = physics.A_dagger(y)[..., :crop[0], :crop[1]].cpu()
-        for key, value in score(protocol, init, ref, physics).items():
-            record[f"init_{key}"] = value
-        if model is not None:
-            x_hat = model(y, physics)[..., :crop[0], :crop[1]].float().cpu()
-            check_finite(x_hat, f"the reconstruction of {image.name}", "the model diverges on it; no score is given")
-            record.update(score(protocol, x_hat, ref, physics))
-            if i < keep:
-                record["arrays"] = {"reconstruction": x_hat[0].numpy(), "ground_truth": ref, "init": init[0].numpy()}
-        result.per_image.append(record)
+    with bar(images, desc=f"evaluating ({protocol})", unit="image", show=progress) as shown:
+        for i, image in enumerate(shown):
+            x, ref, crop = prepare(image, physics, protocol)
+            x = x.to(device)
+            y = physics.simulate(x, noise_level=noise_level, seed=seed + i)
+            record = {"image": image.name}
+            init = physics.A_dagger(y)[..., :crop[0], :crop[1]].cpu()
+            for key, value in score(protocol, init, ref, physics).items():
+                record[f"init_{key}"] = value
+            if model is not None:
+                x_hat = model(y, physics)[..., :crop[0], :crop[1]].float().cpu()
+                check_finite(x_hat, f"the reconstruction of {image.name}",
+                             "the model diverges on it; no score is given")
+                record.update(score(protocol, x_hat, ref, physics))
+                if i < keep:
+                    record["arrays"] = {"reconstruction": x_hat[0].numpy(), "ground_truth": ref,
+                                        "init": init[0].numpy()}
+            result.per_image.append(record)
     return result
 
 

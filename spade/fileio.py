@@ -7,6 +7,8 @@
 * :func:`check_output` is the rule for a user's ``--out``: not empty, not ``.``, not an
   existing folder, not one of the inputs, not an existing file unless ``--force``.
 * :func:`output_lock` keeps a second process from writing the same output at once.
+* :func:`benchmark_root` / :func:`bench_path`: where the benchmark data live
+  (``$SPADE_BENCH_DATA``), and recipe paths written ``$SPADE_BENCH_DATA/...``.
 
 Every ``OSError`` (read-only, full disk, missing parent, a file where a folder is
 needed) becomes a one-line :class:`~spade.errors.SpadeError` naming the path.
@@ -24,6 +26,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import SpadeError, require
+
+#: the environment variable naming the benchmark data root
+BENCH_ENV = "SPADE_BENCH_DATA"
+#: how a recipe names a file under that root: ``$SPADE_BENCH_DATA/ista_net_plus/cs25/phi_0_25_1089.mat``
+BENCH_PREFIX = f"${BENCH_ENV}/"
+#: where the README says how to get the benchmark data and lay them out
+BENCH_README = "README.md, section 'Benchmark data'"
 
 #: infix of the temporaries of :func:`atomic_path`: ``.NAME.spade-tmp-PID-RANDOM``
 TMP_TAG = ".spade-tmp-"
@@ -214,3 +223,25 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
         for folder in created:  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def benchmark_root() -> Path:
+    """The benchmark data root: ``$SPADE_BENCH_DATA``, else ``../shared/data`` beside the checkout."""
+    env = os.environ.get(BENCH_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def bench_path(value: str | os.PathLike) -> str:
+    """``value`` with a leading ``$SPADE_BENCH_DATA/`` replaced by :func:`benchmark_root`."""
+    text = str(value)
+    return str(benchmark_root() / text[len(BENCH_PREFIX):]) if text.startswith(BENCH_PREFIX) else text
+
+
+def bench_hint(value: str | os.PathLike) -> str:
+    """For a missing file named ``$SPADE_BENCH_DATA/...``: where to get it (else empty)."""
+    if not str(value).startswith(BENCH_PREFIX):
+        return ""
+    state = "set" if os.environ.get(BENCH_ENV) else f"unset, so {benchmark_root()}"
+    return f" ({BENCH_ENV} is {state}; see {BENCH_README} for where to get the data)"

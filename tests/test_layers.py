@@ -10,7 +10,7 @@ import spade
 
 ROOT = Path(spade.__file__).parent
 #: lowest first; a module may import its own layer and the ones below it
-LAYERS = [{"errors", "limits", "fileio", "macs", "metrics"}, {"physics"}, {"data"}, {"evaluation"}, {"models"},
+LAYERS = [{"errors", "limits", "fileio", "macs", "metrics", "progress"}, {"physics"}, {"data"}, {"evaluation"}, {"models"},
           {"profile"}, {"prune"}, {"finetune"}, {"report"}, {"jobs"}, {"pipeline"}, {"commands", "cli", "__main__"}]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune_helpers import crops, cs_physics, tiny_model, write_images
+from finetune_helpers import REPO, crops, cs_physics, tiny_model, write_images
 from spade.cli import main
 from spade.models import load_model, save_model
 from spade.pipeline import read_pipeline_recipe
@@ -63,6 +63,13 @@ def _run(files, *extra) -> int:
 def test_pipeline_end_to_end_and_resume(files, capsys):
     assert _run(files) == 0
     out = files / "out"
+    log = capsys.readouterr().out.splitlines()
+    # the estimate comes first, then what remains before each stage, from the rates measured
+    assert log[0].startswith("to run: 1 distillation (2 steps), 1 prune, 3 fine-tuning runs (6 steps), evaluating "
+                             "and timing 6 models, the report; about ")
+    assert "; about " in log[0] and "(from one timed training pass of each model) [estimated in " in log[0]
+    assert any(line.startswith("  left: 3 fine-tuning runs (6 steps)") and "measured so far" in line for line in log)
+    assert any(line.startswith("done in ") and "estimated at the start: about" in line for line in log)
     names = {p.stem for p in (out / "models").glob("*.spade")}
     assert names == {"tiny-recursive", "tiny-r50", "tiny-r50-supervised", "tiny-r50-school",
                      "tiny-r50-self-supervised"}
@@ -102,6 +109,9 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
     captured = capsys.readouterr()
     summary = json.loads(captured.out)  # stdout holds the JSON object only
     assert "rebuilt after" in captured.err  # results older than a model are not reused
+    # a resumed run estimates what is left of it: the missing models, then the results again
+    assert captured.err.startswith("to run: 1 distillation (2 steps), 1 fine-tuning run (2 steps), evaluating "
+                                   "and timing 6 models, the report; about ")
     assert summary["models"] == 6 and summary["budget"]["target_speedup"] == 1.01
     after = {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.spade")}
     assert after.keys() == stamps.keys()
@@ -311,6 +321,59 @@ def test_a_run_stopped_before_its_first_output_starts_afresh(files, capsys):
     assert (files / "out" / "recipe.toml").read_text() == (files / "recipe.toml").read_text()
 
 
+MISSING_SET = """
+[data]
+test = "set11"
+train = "urban100"
+[[models]]
+name = "tiny"
+file = "tiny.spade"
+[finetune]
+strategies = ["school"]
+steps = 1
+"""
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_a_missing_benchmark_set_is_named_with_where_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPADE_BENCH_DATA", str(tmp_path / "no-data"))
+    save_model(tmp_path / "tiny.spade", tiny_model(channels=8), cs_physics(), protocol="ista-cs")
+    (tmp_path / "recipe.toml").write_text(MISSING_SET)
+    assert main(["run", str(tmp_path / "recipe.toml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = _one_line(capsys)
+    assert "benchmark data 'set11' not found at " + str(tmp_path / "no-data" / "images" / "Set11") in err
+    assert "data/Set11 of the official ISTA-Net-PyTorch release" in err and "set SPADE_BENCH_DATA" in err
+    assert "README.md, section 'Benchmark data'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_benchmark_recipes_without_the_data_name_the_official_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPADE_BENCH_DATA", str(tmp_path / "no-data"))
+    monkeypatch.chdir(tmp_path)  # recipes name the data through SPADE_BENCH_DATA, from any folder
+    recipes = sorted((REPO / "recipes").glob("*.toml"))
+    assert recipes
+    for recipe in recipes:
+        assert main(["run", str(recipe), "--out", str(tmp_path / recipe.stem), "--no-progress"]) == 2
+        err = _one_line(capsys)
+        assert str(tmp_path / "no-data" / "ista_net_plus") in err and "net_params_200.pkl does not exist" in err
+        assert "github.com/jianzhangcs/ISTA-Net-PyTorch" in err and "README.md, section 'Benchmark data'" in err
+        assert not (tmp_path / recipe.stem).exists()
+
+
+def test_training_recipe_files_under_the_data_root_are_named_with_the_readme(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPADE_BENCH_DATA", str(tmp_path / "no-data"))
+    recipe = REPO / "recipes" / "train" / "cs25-ista-net-plus.toml"
+    assert main(["train", str(recipe), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = _one_line(capsys)
+    assert f"{tmp_path / 'no-data' / 'ista_net_plus' / 'cs25' / 'phi_0_25_1089.mat'} does not exist" in err
+    assert "SPADE_BENCH_DATA is set" in err and "README.md, section 'Benchmark data'" in err
+
+
 def test_a_missing_recipe_is_one_clear_error(tmp_path, capsys):
     assert main(["run", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -321,10 +384,13 @@ def test_shipped_recipes_validate(request):
     from importlib import resources
     from pathlib import Path
 
-    from finetune_helpers import REPO
     demo = read_pipeline_recipe(resources.files("spade") / "recipes" / "demo.toml")
     assert [m["role"] for m in demo["models"]].count("recursive") == 2
     assert set(demo["strategies"]) == {"supervised", "school", "self-supervised"}
+    # the demo fine-tunes on training images only, never on the test measurements
+    assert not any(settings["test_time"] for settings in demo["strategies"].values())
+    unpruned = [m for m in demo["models"] if m["role"] == "unpruned"]
+    assert len(unpruned) == 2 and all(m["train_data"] and m["train_data"] != m["test"] for m in unpruned)
     request.getfixturevalue("bench_data")  # the benchmark recipes read it
     for path in sorted(Path(REPO / "recipes").glob("*.toml")):
         recipe = read_pipeline_recipe(path)

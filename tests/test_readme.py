@@ -77,3 +77,22 @@ def test_bring_your_own_model_end_to_end_runs(tmp_path, monkeypatch, capsys):
     scope: dict = {}
     exec(compile(reload, "README bring-your-own reload", "exec"), scope)
     assert "school 0.5" in capsys.readouterr().out
+
+
+def test_benchmark_data_section_lays_out_every_file_the_recipes_name():
+    """Each ``$SPADE_BENCH_DATA/...`` file of recipes/ and each benchmark set sits where the
+    README's 'Benchmark data' layout puts it."""
+    from spade.data.sources import BENCHMARK_SETS
+
+    section = README.split("\n## Benchmark data\n", 1)[1].split("\n## ", 1)[0]
+    layout = re.search(r"```\n(\$SPADE_BENCH_DATA/\n.*?)```", section, re.S).group(1).splitlines()
+    texts = [p.read_text() for p in sorted((REPO / "recipes").rglob("*.toml"))]
+    named = sorted({m for t in texts for m in re.findall(r'"\$SPADE_BENCH_DATA/([\w./-]+)"', t)})
+    assert len(named) >= 5
+    for path in named:
+        folder, name = path.rsplit("/", 1)
+        row = [line for line in layout if line.strip().startswith(folder + "/")]
+        assert len(row) == 1 and name in row[0].split(), path
+    for folder in BENCHMARK_SETS.values():
+        assert f"{folder}/" in " ".join(layout), folder
+    assert "github.com/jianzhangcs/ISTA-Net-PyTorch" in section and "SPADE_BENCH_DATA" in section

@@ -31,13 +31,13 @@ def test_recipes_exist():
 
 def _needs_bench_data(recipe: dict) -> bool:
     sources = [recipe["data"].get(k) for k in ("source", "val")]
-    return "../shared/" in repr(recipe) or any(str(s).lower() in BENCHMARK_SETS for s in sources if s)
+    return "$SPADE_BENCH_DATA/" in repr(recipe) or any(str(s).lower() in BENCHMARK_SETS for s in sources if s)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_validates(path, monkeypatch, request):
     """Every section is checked as ``spade train`` checks it, short of training."""
-    monkeypatch.chdir(REPO)  # recipes name benchmark files relative to the repository root
+    monkeypatch.chdir(REPO)  # any other relative path in a recipe is relative to the current folder
     recipe = read_recipe(path)
     data, settings, extra = split_sections(recipe)
     if _needs_bench_data(recipe):

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import SpadeError, require
 from ..fileio import check_output, check_output_dir, output_lock
+from ..progress import write
 
 
 def help_description(docstring: str) -> str:
@@ -27,6 +28,16 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no bars (they go to stderr, with the time left); ``spade.cli`` applies it."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (on stderr)")
+
+
+def log_line(message: str) -> None:
+    """A command's progress line on stderr (stdout keeps the result, e.g. the --json object)."""
+    write(message, err=True)
 
 
 def add_force(parser: argparse.ArgumentParser) -> None:

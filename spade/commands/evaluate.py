@@ -10,7 +10,7 @@ from ..models.io import load_model
 from ..models.validation import validation_images
 from ..prune import load_own
 from ..report.collect import record_evaluation
-from .common import add_device, add_json, device, emit_json, nonneg_float, positive_int, writes_output
+from .common import add_device, add_json, add_progress, device, emit_json, nonneg_float, positive_int, writes_output
 
 
 def add_arguments(p):
@@ -34,6 +34,7 @@ def add_arguments(p):
                         "'spade report DIR'")
     add_device(p)
     add_json(p)
+    add_progress(p)
     p.set_defaults(handler=run)
 
 

@@ -17,7 +17,8 @@ from ..finetune import distributed as dist
 from ..finetune.config import DATA_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 from ..finetune.losses import METRICS
 from ..jobs import FinetuneJob, finetune_file
-from .common import (add_device, add_force, add_json, device, emit_json, help_description, nonneg_float, positive_int,
+from .common import (add_device, add_force, add_json, add_progress, device, emit_json, help_description, nonneg_float,
+                     positive_int,
                      writes_output)
 
 
@@ -44,7 +45,7 @@ def add_training_options(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-regularizer", action="store_true", help="leave out the model's own training penalty")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run from its checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
     add_device(p)
     add_json(p)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from ..errors import SpadeError, require
 from ..models import is_factory
@@ -10,7 +9,8 @@ from ..profile import BACKENDS, breakdown, profile_models
 from ..prune import load_own
 from ..report.runfolder import add_profile
 from .inputs import add_input_options
-from .common import add_device, add_json, device, emit_json, positive_float, shorten, writes_output
+from .common import (add_device, add_json, add_progress, device, emit_json, log_line, positive_float, shorten,
+                     writes_output)
 
 
 def add_arguments(p):
@@ -43,6 +43,7 @@ def add_arguments(p):
                    help="also add the results to run folder DIR (created if missing) for 'spade report DIR'")
     add_device(p)
     add_json(p)
+    add_progress(p)
     p.set_defaults(handler=run)
 
 
@@ -64,7 +65,7 @@ def run(args) -> int:
                             recursive=own.get(args.recursive, args.recursive), rounds=args.rounds,
                             min_run_time=args.min_run_time,
                             allocator=args.allocator, tolerance=args.tolerance, max_rounds=args.max_rounds,
-                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                            log=log_line)
     if args.out:
         add_profile(args.out, result)
     if args.json:
@@ -88,7 +89,7 @@ def _run_breakdown(args) -> int:
             "models without --breakdown")
     result = breakdown.breakdown_models(args.models, batch=args.batch, threads=args.threads, side=args.side,
                                         rounds=args.rounds, min_run_time=args.min_run_time, allocator=args.allocator,
-                                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                                        log=log_line)
     if args.json:
         emit_json(result)
     else:

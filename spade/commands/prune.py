@@ -8,7 +8,8 @@ from ..jobs import PruneJob, prune_file
 from ..jobs.latency_budget import LatencyTarget
 from ..prune import CRITERIA
 from ..prune.api import SCOPES
-from .common import add_device, add_force, add_json, device, emit_json, positive_int, shorten, writes_output
+from .common import (add_device, add_force, add_json, add_progress, device, emit_json, positive_int, shorten,
+                     writes_output)
 
 
 def add_arguments(p):
@@ -53,6 +54,7 @@ def add_arguments(p):
     add_force(p)
     add_device(p)
     add_json(p)
+    add_progress(p)
     p.set_defaults(handler=run)
 
 

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from ..profile.quantize import quantize_file
-from .common import add_force, add_json, emit_json, positive_float, positive_int, writes_output
+from .common import add_force, add_json, add_progress, emit_json, log_line, positive_float, positive_int, writes_output
 
 
 def add_arguments(p):
@@ -28,6 +27,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise (default 0)")
     add_force(p)
     add_json(p)
+    add_progress(p)
     p.set_defaults(handler=run)
 
 
@@ -36,7 +36,7 @@ def run(args) -> int:
     result = quantize_file(args.model, args.data, args.out, eval_data=args.eval, samples=args.samples,
                            threads=args.threads, side=args.side, reference=args.reference, rounds=args.rounds,
                            min_run_time=args.min_run_time, seed=args.seed,
-                           log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                           log=log_line)
     if args.json:
         emit_json(result)
     else:

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ..pipeline import run_pipeline
-from .common import add_device, add_json, device, emit_json, writes_output
+from ..progress import write
+from .common import add_device, add_json, add_progress, device, emit_json, writes_output
 
 
 def add_arguments(p):
@@ -17,7 +18,7 @@ def add_arguments(p):
     p.add_argument("--out", help="run folder (default: runs/RECIPE-NAME)")
     p.add_argument("--report", help="report folder (default: the recipe's [report] out, else DIR/report)")
     p.add_argument("--resume", action="store_true", help="continue the run in DIR where it stopped")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress(p)
     add_device(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -37,9 +38,10 @@ def run_recipe(recipe, out, report, args) -> int:
     progress, json) and print the outcome."""
     device(args.device)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        # with --json, the stages' own lines go to stderr: stdout holds the JSON object only
+        # with --json, the stages' own lines go to stderr: stdout holds the JSON object only; the
+        # lines are written past the progress bars (stderr) without tearing them
         summary = run_pipeline(recipe, out, resume=args.resume, report=report, device=args.device,
-                               progress=not args.no_progress, log=print)
+                               progress=not args.no_progress, log=write)
     if args.json:
         emit_json(summary)
     else:

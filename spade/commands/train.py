@@ -14,7 +14,7 @@ from pathlib import Path
 from ..finetune import distributed as dist
 from ..errors import require
 from ..jobs import TrainJob, train_recipe
-from .common import add_device, add_force, add_json, device, help_description, writes_output
+from .common import add_device, add_force, add_json, add_progress, device, help_description, writes_output
 from .finetune import print_summary
 
 
@@ -23,7 +23,7 @@ def add_arguments(p):
     p.add_argument("recipe", help="the TOML recipe ([model], [physics], [data], [train])")
     p.add_argument("--out", help="output folder (default: runs/RECIPE-NAME)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run from DIR/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
     add_force(p)
     add_device(p)
     add_json(p)

@@ -7,7 +7,8 @@
 * a **folder** of png/tif/jpg/bmp/npy files (sorted by name);
 * the **benchmark sets** (``set11``, ``bsd68``, ``bsd100``, ``urban100``, ``brain50``)
   under one root: ``$SPADE_BENCH_DATA``, by default ``../shared/data`` beside the
-  project checkout.
+  project checkout (a missing set is named with where to get it: README, "Benchmark
+  data"); a folder may be written ``$SPADE_BENCH_DATA/...``.
 
 :func:`load_images` accepts any of these names or a folder path.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpadeError, require
+from ..fileio import BENCH_ENV, BENCH_README, bench_path, benchmark_root
 from .images import EXTENSIONS, Image, read_image, rgb_to_y
 
 #: scikit-image's bundled photographs (file names inside ``skimage.data.data_dir``)
@@ -38,15 +40,18 @@ BENCHMARK_SETS = {
     "brain50": "mri/brain50",
 }
 
-ENV_VAR = "SPADE_BENCH_DATA"
+ENV_VAR = BENCH_ENV
 
-
-def benchmark_root() -> Path:
-    """The benchmark data root: ``$SPADE_BENCH_DATA`` or ``../shared/data`` beside the checkout."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+#: where a user gets each benchmark set (the README's section says more)
+BENCHMARK_ORIGINS = {
+    "set11": "Set11 ships in data/Set11 of the official ISTA-Net-PyTorch release "
+             "(github.com/jianzhangcs/ISTA-Net-PyTorch)",
+    "brain50": "brain50 ships in data/BrainImages_test of the official ISTA-Net-PyTorch release "
+               "(github.com/jianzhangcs/ISTA-Net-PyTorch)",
+    "bsd68": "BSD68 is the standard 68-image Berkeley test set of denoising and CS papers",
+    "bsd100": "BSD100 is the standard 100-image Berkeley test set of super-resolution benchmarks",
+    "urban100": "Urban100 is the standard super-resolution test set of Huang et al. (CVPR 2015)",
+}
 
 
 def benchmark_path(name: str) -> Path:
@@ -54,8 +59,12 @@ def benchmark_path(name: str) -> Path:
     root = benchmark_root()
     rel = BENCHMARK_SETS.get(name.lower(), name)
     path = root / rel
-    require(path.exists(), f"benchmark data '{name}' not found at {path}: set {ENV_VAR} to the "
-                           "folder that holds images/ and mri/")
+    origin = BENCHMARK_ORIGINS.get(name.lower())
+    state = "set" if os.environ.get(ENV_VAR) else "unset"
+    require(path.exists(), f"benchmark data '{name}' not found at {path}: "
+                           + (f"{origin}; " if origin else "")
+                           + f"put it in {rel}/ under one folder and set {ENV_VAR} to that folder "
+                             f"(now {state}; see {BENCH_README})")
     return path
 
 
@@ -99,7 +108,7 @@ def folder_images(path: str | Path, channels: str = "y") -> list[Image]:
 def load_images(source: str | Path, channels: str = "y") -> list[Image]:
     """Images from ``"embedded"`` (or its fixed split ``"embedded-train"`` / ``"embedded-test"``),
     ``"embedded-mri"``, a benchmark set name, or a folder."""
-    key = str(source)
+    key = bench_path(source)
     if key == "embedded":
         return embedded_photos(channels)
     if key == "embedded-mri":

@@ -24,13 +24,13 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..data import CodeDataset, Image, PatchDataset, channel_mode, check_disjoint, code_probability, load_images
 from ..errors import SpadeError, require
 from ..evaluation import PROTOCOLS, evaluate
 from ..metrics import psnr
 from ..physics import LinearPhysics, RandomBlockCS, SparseRecovery
+from ..progress import bar as progress_bar
 from . import distributed as dist
 from .checkpoint import fingerprint_differences, load_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig
@@ -262,7 +262,7 @@ class _Run:
         mean = torch.zeros(())
         if self.main:
             scores = [evaluate(self.model, p, self.data.val, self.data.protocol, noise_level=self.cfg.noise_level,
-                               seed=self.cfg.seed, device=self.device).mean("psnr") for p in self.physics.references()]
+                               seed=self.cfg.seed, device=self.device, progress=False).mean("psnr") for p in self.physics.references()]
             mean = torch.tensor(sum(scores) / len(scores), dtype=torch.float64)
         score = float(dist.from_main(mean.to(self.device)))
         self.model.train()
@@ -380,8 +380,7 @@ def finetune(model: nn.Module, physics: LinearPhysics | RandomBlockCS, data, str
             log(f"validation: {len(data.val)} held-out images of {data.val_name} ({data.protocol})")
 
     every = cfg.checkpoint_every or max(1, total // 10)
-    bar = tqdm(total=total, initial=start, disable=not (progress and run.main), desc=spec_text, dynamic_ncols=True,
-               file=sys.stderr)
+    bar = progress_bar(total=total, initial=start, show=progress and run.main, desc=spec_text, leave=True)
     step = start
     try:
         while step < total:

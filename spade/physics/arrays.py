@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpadeError, require
+from ..fileio import bench_hint, bench_path
 
 
 def read_array(path, key: str, what: str, suffixes: tuple[str, ...] = (".mat", ".npy")) -> np.ndarray:
     """The array stored under ``key`` in a ``.mat`` file, or in a ``.npy`` file.
 
     ``what`` names the file in messages (``"mask"``, ``"kernel"``, ``"Phi"``); ``suffixes``
-    the file types accepted.
+    the file types accepted. ``$SPADE_BENCH_DATA/...`` is a file under the benchmark root.
     """
-    path = Path(path)
-    require(path.is_file(), f"{what} file {path} does not exist: give a {' or '.join(suffixes)} file")
+    given, path = path, Path(bench_path(path))
+    require(path.is_file(), f"{what} file {path} does not exist: give a {' or '.join(suffixes)} file"
+                            + bench_hint(given))
     suffix = path.suffix.lower()
     require(suffix in suffixes, f"{what} file {path} is not a {' or '.join(suffixes)} file")
     try:

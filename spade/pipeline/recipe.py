@@ -1,6 +1,8 @@
 """Pipeline recipes (``spade run RECIPE.toml``): read and validate everything up front.
 
-A recipe names the models and the sweep; paths in it are relative to the recipe's folder::
+A recipe names the models and the sweep; paths in it are relative to the recipe's folder,
+or start with ``$SPADE_BENCH_DATA/`` for files under the benchmark data root (README,
+"Benchmark data"); a missing import file or benchmark set is named with where to get it::
 
     title = "ISTA-Net+ CS25 on Set11"           # report title (optional); notes = "..." too
 
@@ -62,6 +64,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import SpadeError, require
+from ..fileio import BENCH_PREFIX, BENCH_README, bench_hint, bench_path
 from ..finetune.config import TrainConfig
 from ..finetune.strategies import available as registered
 from ..finetune.strategies import build_strategies, parse_spec
@@ -117,10 +120,20 @@ def _number(value, where: str, low: float = 0.0, high: float = math.inf) -> floa
     return float(value)
 
 
-def _path(base: Path, value, where: str) -> str:
-    require(isinstance(value, str) and value, f"{where} must be a path (relative to the recipe's folder)")
-    path = (base / value).resolve()
-    require(path.is_file(), f"{where}: {path} does not exist")
+#: where the files of an import come from (README: 'Benchmark data')
+IMPORT_ORIGIN = ("the official ISTA-Net+ weights (model/.../net_params_200.pkl), Phi, Qinit and masks "
+                 "(sampling_matrix/) come from the ISTA-Net-PyTorch release, "
+                 "github.com/jianzhangcs/ISTA-Net-PyTorch")
+
+
+def _path(base: Path, value, where: str, origin: str = "") -> str:
+    """A file of the recipe: relative to its folder, or ``$SPADE_BENCH_DATA/...``; a
+    missing one is named with ``origin`` (where to get it)."""
+    require(isinstance(value, str) and value, f"{where} must be a path (relative to the recipe's folder, "
+                                              f"or {BENCH_PREFIX}...)")
+    path = (base / bench_path(value)).resolve()
+    hint = bench_hint(value) if not origin else f" ({origin}; see {BENCH_README})"
+    require(path.is_file(), f"{where}: {path} does not exist" + hint)
     return str(path)
 
 
@@ -186,7 +199,7 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
         require("weights" in imp, f"{where}.import needs 'weights' (and phi + qinit, or mask)")
         for key in ("weights", "phi", "qinit", "mask"):
             if key in imp:
-                imp[key] = _path(base, imp[key], f"{where}.import.{key}")
+                imp[key] = _path(base, imp[key], f"{where}.import.{key}", IMPORT_ORIGIN)
         m["import"] = imp
     else:
         d = _table(m["distill"], f"{where}.distill", DISTILL)

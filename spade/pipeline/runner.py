@@ -40,10 +40,14 @@ from ..models import (create_model, get_family, is_factory, load_model, model_na
 from ..models.adapter import importable_from
 from ..prune import load_own
 from ..profile.quantize import quantize_file
+from ..progress import duration
+from ..progress import enabled as progress_enabled
+from ..progress import is_enabled as progress_is_enabled
 from ..report.render import write_report
 from ..report.collect import collect_run
 from ..report.results import read_records, write_run_info
 from .budget import choose_within_budget
+from .eta import Estimator, Unit
 from .recipe import read_pipeline_recipe, strategy_slug
 
 
@@ -58,9 +62,11 @@ class Pipeline:
         self.report_dir = Path(report or self.recipe["report"].get("out") or self.out / "report")
         self.models_dir = self.out / "models"
         self._check_out(resume)
-        if not resume:
-            with importable_from(self.folder):
-                self._check_inputs()
+        self.eta = Estimator(profile=self.recipe["profile"], pruning=self.recipe["prune"])
+        with importable_from(self.folder):
+            self._check_inputs(check=not resume)
+        self.units = self._plan()
+        self._said = ""
         self._start = time.monotonic()
 
     def _check_out(self, resume: bool) -> None:
@@ -75,21 +81,101 @@ class Pipeline:
             require(not self.out.exists() or (self.out.is_dir() and not held),
                     f"{self.out} exists and is not empty: give --resume to continue that run, or a new --out")
 
-    def _check_inputs(self) -> None:
+    def _check_inputs(self, check: bool = True) -> None:
         """Before anything is written: model files load, every test and training source
-        loads, and fine-tuning and calibration images are not test images."""
-        calibration = self.recipe["quantize"].get("data")
+        loads, and fine-tuning and calibration images are not test images (``check``; a
+        resumed run was checked when it started). The test images' sizes go to the time
+        estimate."""
+        calibration = self.recipe["quantize"].get("data") if check else None
         calibration = load_images(calibration) if calibration else None
         for m in self.recipe["models"]:
-            if "file" in m:
+            if check and "file" in m:
                 load_model(m["file"])
             elif "function" in m:
                 load_own(m["function"]).require_physics(f"models '{m['name']}' (evaluated and fine-tuned here)")
             test = load_images(m["test"])
-            if m["train_data"] and m["role"] == "unpruned":
+            self.eta.test_shapes[m["name"]] = [img.shape for img in test]
+            self.eta.test_pixels[m["name"]] = sum(img.shape[0] * img.shape[1] for img in test)
+            if check and m["train_data"] and m["role"] == "unpruned":
                 check_disjoint(load_images(m["train_data"]), test)
             if calibration is not None:
                 check_disjoint(calibration, test)
+
+    # -- the time estimate -----------------------------------------------------------------
+    def _plan(self) -> list[Unit]:
+        """Every stage of the run as a unit of work, in the order they run; those whose
+        output exists (a resumed run) are done."""
+        units = []
+        for m in sorted(self.recipe["models"], key=lambda m: "distill" in m):
+            if "train" in m:
+                job = TrainJob(m["train"], str(self.out / "train" / m["name"]))
+                units.append(Unit("train", m["name"], job.sections[1].get("steps"), target=job.model_file))
+            elif "distill" in m:
+                units.append(Unit("distill", m["name"], m["distill"]["train"].steps, target=self._path(m["name"])))
+            elif "import" in m:
+                units.append(Unit("import", m["name"], target=self._path(m["name"])))
+        p, q = self.recipe["prune"], self.recipe["quantize"]
+        int8 = [m["name"] for m in self.recipe["models"]] if q and q["models"] == "all" else []
+        for m in self._unpruned():
+            own = "function" in m
+            for ratio, depth in zip(p["ratios"], p["depth"]):
+                name = self._pruned_name(m, ratio, depth)
+                units.append(Unit("prune", m["name"], target=self._path(name, own)))
+                units += [Unit("finetune", m["name"], settings["train"].steps, strategy,
+                               target=self._path(f"{name}-{strategy_slug(strategy)}", own))
+                          for strategy, settings in self.recipe["strategies"].items()]
+                int8 += [name] + [f"{name}-{strategy_slug(s)}" for s in self.recipe["strategies"]] if q else []
+        units += [Unit("quantize", n, target=self.out / "quantized" / f"{n}-int8.json") for n in int8]
+        units += [Unit("collect", "", target=self.out / "results" / "results.jsonl"), Unit("report", "")]
+        for u in units:
+            u.done = u.target is not None and u.target.exists()
+        # the results are collected again when any model is (re)built
+        units[-2].done = units[-2].done and all(u.done for u in units[:-2])
+        return units
+
+    @staticmethod
+    def _pruned_name(m: dict, ratio: float, depth: int) -> str:
+        return f"{m['name']}-r{round(ratio * 100):02d}" + (f"-d{depth}" if depth else "")
+
+    def _unit(self, target: Path) -> Unit:
+        return next(u for u in self.units if u.target == target)
+
+    def _unpruned(self) -> list[dict]:
+        return [m for m in self.recipe["models"] if m["role"] == "unpruned"]
+
+    def _family_sizes(self) -> dict[str, int]:
+        """Models evaluated and timed, by the model whose probe stands for them."""
+        per = 1 + len(self.recipe["strategies"])
+        return {m["name"]: 1 + (per * len(self.recipe["prune"]["ratios"]) if m["role"] == "unpruned" else 0)
+                for m in self.recipe["models"]}
+
+    def _probe(self) -> None:
+        """Probe every model that can be probed now and was not (:mod:`.eta`): those a
+        training recipe builds, model files, imported models once imported."""
+        first = next(iter(self.recipe["strategies"].values()), None)
+        batch, patch = (first["train"].batch, first["train"].patch) if first else (1, 0)
+        for m in sorted(self.recipe["models"], key=lambda m: "distill" in m):  # teachers first
+            name = m["name"]
+            file = Path(m["file"]) if "file" in m else self._path(name) if "import" in m else None
+            if name in self.eta.probes:
+                continue
+            if "train" in m:
+                self.eta.probe_recipe(name, m["train"])
+            elif file is not None and file.exists():
+                self.eta.probe_file(name, file, batch, patch)
+            elif "distill" in m and m["distill"]["teacher"] in self.eta.probes:
+                # school on the teacher's physics: the teacher's pass stands for the student's
+                self.eta.probes[name] = self.eta.probes[m["distill"]["teacher"]]
+
+    def _remaining(self) -> str:
+        return self.eta.remaining(self.units, self._family_sizes())
+
+    def _say_remaining(self) -> None:
+        """Before a stage: what remains and how long it should take (when that changed)."""
+        line = self._remaining()
+        if line != self._said:
+            self.log(f"  {line}")
+        self._said = line
 
     # -- helpers ---------------------------------------------------------------------------
     def _finetune(self, job: FinetuneJob) -> None:
@@ -104,12 +190,17 @@ class Pipeline:
         return f"{m['function']}@{path}" if "function" in m else str(path)
 
     def _stage(self, what: str, target: Path, action: Callable[[], None]) -> Path:
+        unit = self._unit(target)
         if target.exists():
             self.log(f"  {what}: {target} exists, kept")
+            unit.done = True
             return target
+        self._say_remaining()
         self.log(f"  {what} -> {target} [{self._elapsed()}]")
+        began = time.monotonic()
         action()
         require(target.exists(), f"{what} finished without writing {target}")
+        self.eta.finished(unit, time.monotonic() - began)
         return target
 
     def _elapsed(self) -> str:
@@ -134,6 +225,8 @@ class Pipeline:
             elif "import" in m:
                 job = ImportJob(out=str(self._path(name)), **m["import"])
                 files[name] = self._stage(f"import {name}", self._path(name), lambda: import_file(job))
+                with torch.random.fork_rng():
+                    self._probe()
             elif "train" in m:
                 job = TrainJob(m["train"], str(self.out / "train" / name))
                 files[name] = self._stage(f"train {name}", job.model_file, lambda: train_recipe(
@@ -174,7 +267,7 @@ class Pipeline:
         previous: dict[str, tuple[Path, float, str]] = {}  # model -> (file to prune next, its ratio, its data)
         for m, ratio, depth in units:
             source, done, source_data = previous.get(m["name"], (files[m["name"]], 0.0, "none"))
-            name = f"{m['name']}-r{round(ratio * 100):02d}" + (f"-d{depth}" if depth else "")
+            name = self._pruned_name(m, ratio, depth)
             uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"]
             data = (p.get("data") or m["train_data"]) if uses_data else None
             step = 1 - (1 - ratio) / (1 - done)  # of the channels left, to reach ``ratio`` of the original's
@@ -269,6 +362,7 @@ class Pipeline:
     def collect(self, files: dict[str, Path], pruned: list[dict], quantized: list[dict] = ()) -> Path:
         """Evaluate and profile every model into OUT/results (one interleaved profile per family)."""
         results = self.out / "results"
+        unit = self.units[-2]
         self.log(f"[4/5] evaluate and profile [{self._elapsed()}]")
         entries = [{"path": str(files[m["name"]]), "name": m["name"], "role": m["role"], "data": m["test"],
                     "protocol": m["protocol"], "ratio": None, "importance": None, "strategy": None,
@@ -283,15 +377,19 @@ class Pipeline:
             rebuilt = [p.name for p in written if p.name and p.stat().st_mtime_ns > collected]
             if not rebuilt:
                 self.log(f"  {results} exists, kept")
+                unit.done = True
                 return results
             self.log(f"  {', '.join(rebuilt)} rebuilt after {results}: every model evaluated and profiled again")
             shutil.rmtree(results)
         prof = self.recipe["profile"]
+        unit.done = False  # evaluated and profiled (again)
+        self._say_remaining()
+        began = time.monotonic()
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
                     batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
                     min_run_time=prof.get("min_run_time", 1.0), title=self.recipe["title"], quantized=quantized,
-                    breakdown=prof["breakdown"],
-                    log=lambda msg: self.log(f"  {msg}"))
+                    breakdown=prof["breakdown"], log=lambda msg: self.log(f"  {msg}"), progress=self.progress)
+        self.eta.finished(unit, time.monotonic() - began)
         return results
 
     def budget(self, results: Path) -> dict | None:
@@ -312,13 +410,24 @@ class Pipeline:
         outcome["line"] = line
         return outcome
 
+    def estimate(self) -> str:
+        """Probe the models (:mod:`.eta`); how long the whole run should take."""
+        with torch.random.fork_rng():  # the run's seeds stay as if nothing had been probed
+            self._probe()
+        return self.eta.estimate(self.units, self._family_sizes())
+
     def run(self) -> dict:
-        with importable_from(self.folder):
+        with importable_from(self.folder), progress_enabled(self.progress and progress_is_enabled()):
             return self._run()
 
     def _run(self) -> dict:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.out / "recipe.toml", self.recipe["text"])
+        began = time.monotonic()
+        first = self.estimate()
+        self._said = self._remaining()
+        whole = self.eta.remaining(self.units, self._family_sizes(), head="to run")
+        self.log(f"{whole} [estimated in {duration(time.monotonic() - began)}]")
         files = self.sources()
         pruned = self.pruned(files)
         quantized = self.quantized(files, pruned)
@@ -328,6 +437,8 @@ class Pipeline:
         write_run_info(results, self.recipe["title"], notes)
         self.log(f"[5/5] report -> {self.report_dir} [{self._elapsed()}]")
         written = write_report(results, self.report_dir)
+        self.units[-1].done = True
+        self.log(f"done in {duration(time.monotonic() - self._start)} (estimated at the start: {first})")
         return {"out": str(self.out), "results": str(results), "report": written["out"],
                 "models": len(read_records(results)), "budget": budget}
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..progress import bar
+
 METHOD = ("paired interleaved rounds: every round times one block of every candidate back to back (order rotated "
           "each round; block = calls lasting >= the minimum run time), wall time (perf_counter) and process CPU "
           "time (process_time) per block; speedup = median of the per-round ratios, with its order-statistics "
@@ -89,18 +91,25 @@ class PairedRounds:
         once, _ = time_block(fn, 1)
         return max(1, math.ceil(min_run_time / max(once, 1e-9)))
 
-    def run(self, rounds: int) -> dict[str, Timing]:
+    def run(self, rounds: int, tick: Callable[[], object] | None = None) -> dict[str, Timing]:
+        """``rounds`` more rounds; ``tick()`` after every block (a progress bar's update)."""
         for _ in range(rounds):
             shift = self.done % len(self.names)
             for name in self.names[shift:] + self.names[:shift]:
                 wall, cpu = time_block(self.candidates[name], self.timings[name].number)
                 self.timings[name].wall.append(wall)
                 self.timings[name].cpu.append(cpu)
+                if tick is not None:
+                    tick()
             self.done += 1
         return self.timings
 
 
 def measure_interleaved(candidates: dict[str, Callable[[], object]], rounds: int = 5, min_run_time: float = 0.3,
-                        warmup: int = 1) -> dict[str, Timing]:
-    """Time every zero-argument callable in ``candidates`` in ``rounds`` paired rounds."""
-    return PairedRounds(candidates, min_run_time, warmup).run(rounds)
+                        warmup: int = 1, progress: bool = True) -> dict[str, Timing]:
+    """Time every zero-argument callable in ``candidates`` in ``rounds`` paired rounds
+    (``progress``: a bar over the blocks, candidates x rounds, on stderr)."""
+    paired = PairedRounds(candidates, min_run_time, warmup)
+    with bar(total=rounds * len(candidates), desc=f"timing {len(candidates)} candidate(s) x {rounds} rounds",
+             unit="block", show=progress) as blocks:
+        return paired.run(rounds, tick=blocks.update)

@@ -45,6 +45,7 @@ from ..errors import SpadeError, require
 from ..limits import check_input_size
 from ..models import LoadedModel, OwnModel, count_parameters, load_model, model_names
 from ..models.adapter import first_tensor
+from ..progress import bar
 from . import allocator as alloc
 from .backends import TOLERANCE, Bound, check_backends, prepare, verify
 from .conditions import hardware, load_average, versions
@@ -186,12 +187,13 @@ def profile_models(models: list[str | Path | OwnModel], backends: list[str] = ("
                    recursive: str | Path | None = None, rounds: int = 15, min_run_time: float = 1.0,
                    allocator: str = "pinned", tolerance: float = TOLERANCE, max_rounds: int | None = None,
                    max_spread: float = MAX_SPREAD,
-                   log: Callable[[str], None] = lambda msg: None) -> dict:
+                   log: Callable[[str], None] = lambda msg: None, progress: bool = True) -> dict:
     """Profile model files (see module docstring). ``baseline`` and ``recursive`` are
     added to ``models`` when not among them; the baseline defaults to the first model.
     A user's network comes loaded (:class:`~spade.models.OwnModel`, e.g. from
     ``spade.prune.load_own("mynets:build@pruned.pt")``): it is timed on the first of its
-    example inputs, the others bound in, and named by its source string."""
+    example inputs, the others bound in, and named by its source string.
+    ``progress``: bars on stderr over the candidates prepared and the timed rounds."""
     _check_settings(threads, batch, side, rounds, min_run_time, tolerance, max_rounds, max_spread)
     backends = check_backends(list(backends))
     device = torch.device(device)
@@ -218,8 +220,10 @@ def profile_models(models: list[str | Path | OwnModel], backends: list[str] = ("
             if named is not None:
                 _check_comparable(next(c for c in cands if c.path == str(named)), cands, role)
         entries, runners = [], {}
-        for c in cands:
-            entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
+        with bar(cands, desc=f"preparing {len(cands)} model(s) on {', '.join(backends)}", unit="model",
+                 show=progress) as shown:
+            for c in shown:
+                entries += _prepare_backends(c, backends, threads, device, tolerance, runners, log)
         fns = {key: r.timed for key, r in runners.items()}
         pairs = _pairs(cands, backends, refs, fns)
         log(f"timing {len(fns)} candidate(s): {rounds} paired rounds (up to {max_rounds or 3 * rounds}), "
@@ -229,7 +233,7 @@ def profile_models(models: list[str | Path | OwnModel], backends: list[str] = ("
         timings, verdict = measure_trusted(fns, pairs, macs, _twins(entries, fns), macs_pairs=against_base,
                                            rounds=rounds, max_rounds=max_rounds,
                                            max_spread=max_spread, min_run_time=min_run_time, load=load_average,
-                                           cpus=os.cpu_count(), threads=threads, log=log)
+                                           cpus=os.cpu_count(), threads=threads, log=log, progress=progress)
         faults = {key: _faults_per_call(fn) for key, fn in fns.items()}
     base_name = cands[0].name
     for e in entries:

@@ -39,6 +39,7 @@ from ..evaluation import score
 from ..fileio import atomic_path
 from ..limits import check_count
 from ..models import load_model
+from ..progress import bar
 from . import allocator as alloc
 from .backends import Bound
 from .conditions import hardware, load_average, versions
@@ -203,11 +204,12 @@ def _ort(sess, y):
 
 def _quality(bound, sessions, tests, physics, protocol) -> dict:
     scores = {"float": [], "int8": []}
-    for _, (x, ref, (h, w)), y in tests:
-        with torch.inference_mode():
-            outs = {"float": bound(y), "int8": run_session(sessions["int8"], y)}
-        for k, x_hat in outs.items():
-            scores[k].append(score(protocol, x_hat[..., :h, :w].float(), ref, physics))
+    with bar(tests, desc="scoring float and INT8", unit="image") as shown:
+        for _, (x, ref, (h, w)), y in shown:
+            with torch.inference_mode():
+                outs = {"float": bound(y), "int8": run_session(sessions["int8"], y)}
+            for k, x_hat in outs.items():
+                scores[k].append(score(protocol, x_hat[..., :h, :w].float(), ref, physics))
     mean = {k: {m: float(np.mean([s[m] for s in v])) for m in v[0]} for k, v in scores.items()}
     return {"float": mean["float"], "int8": mean["int8"],
             "psnr_loss_db": mean["float"]["psnr"] - mean["int8"]["psnr"],

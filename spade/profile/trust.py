@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..progress import bar
 from .latency import PairedRounds, Timing
 from .stats import Interval, beyond_macs, paired_speedup, twins_disagree
 
@@ -93,34 +94,44 @@ def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tup
                     twins: list[list[str]], macs_pairs: list[tuple[str, str]] | None = None, rounds: int = 15, max_rounds: int | None = None,
                     max_spread: float = MAX_SPREAD, min_run_time: float = 1.0,
                     load: Callable[[], float | None] = lambda: None, cpus: int | None = None, threads: int = 1,
-                    log: Callable[[str], None] = lambda msg: None) -> tuple[dict[str, Timing], Verdict]:
+                    log: Callable[[str], None] = lambda msg: None,
+                    progress: bool = True) -> tuple[dict[str, Timing], Verdict]:
     """Time ``candidates`` in paired rounds and re-measure within ``max_rounds`` (default
     3 x ``rounds``) until the speedups of ``pairs`` are narrow and plausible (module docstring);
-    ``macs_pairs`` (default ``pairs``): those whose speedup the MACs cut bounds."""
+    ``macs_pairs`` (default ``pairs``): those whose speedup the MACs cut bounds. ``progress``:
+    a bar over the timed blocks (candidates x rounds, growing when re-measured) on stderr."""
     max_rounds = 3 * rounds if max_rounds is None else max(rounds, max_rounds)
     if not candidates:
         return {}, Verdict("wall", "nothing timed", 0)
     step = max(3, rounds // 2)
     paired = PairedRounds(candidates, min_run_time)
-    t0 = time.perf_counter()
-    timings = paired.run(1)
-    per_round = time.perf_counter() - t0
-    log(f"  one round takes {per_round:.1f} s: about {per_round * (rounds - 1):.0f} s more "
-        f"(up to {per_round * (max_rounds - 1):.0f} s if re-measured)")
-    timings = paired.run(rounds - 1)
-    remeasured = []
-    while True:
-        clock, reason = choose_clock(timings, pairs, load(), cpus, max_spread)
-        wide = [k for (k, _), s in speedups(timings, pairs, clock).items() if s.spread > max_spread]
-        flags = implausible(timings, pairs if macs_pairs is None else macs_pairs, macs, twins, clock)
-        if (not wide and not flags) or paired.done >= max_rounds:
-            break
-        why = (f"implausible: {', '.join(sorted({k.split('|')[0] for k in flags}))}" if flags
-               else f"interval wider than {max_spread:.0%}: {', '.join(sorted({k.split('|')[0] for k in wide}))}")
-        more = min(step, max_rounds - paired.done)
-        log(f"  {more} more rounds ({why})")
-        remeasured.append(f"+{more} rounds, {why}")
-        timings = paired.run(more)
+    n = len(candidates)
+    with bar(total=rounds * n, desc=f"timing {n} candidate(s) x {rounds} rounds", unit="block",
+             show=progress) as blocks:
+        t0 = time.perf_counter()
+        timings = paired.run(1, tick=blocks.update)
+        per_round = time.perf_counter() - t0
+        log(f"  one round takes {per_round:.1f} s: about {per_round * (rounds - 1):.0f} s more "
+            f"(up to {per_round * (max_rounds - 1):.0f} s if re-measured)")
+        timings = paired.run(rounds - 1, tick=blocks.update)
+        remeasured = []
+        while True:
+            clock, reason = choose_clock(timings, pairs, load(), cpus, max_spread)
+            wide = [k for (k, _), s in speedups(timings, pairs, clock).items() if s.spread > max_spread]
+            flags = implausible(timings, pairs if macs_pairs is None else macs_pairs, macs, twins, clock)
+            if (not wide and not flags) or paired.done >= max_rounds:
+                break
+            why = (f"implausible: {', '.join(sorted({k.split('|')[0] for k in flags}))}" if flags
+                   else f"interval wider than {max_spread:.0%}: {', '.join(sorted({k.split('|')[0] for k in wide}))}")
+            more = min(step, max_rounds - paired.done)
+            log(f"  {more} more rounds ({why})")
+            remeasured.append(f"+{more} rounds, {why}")
+            # the bar grows with the re-measured rounds, so its time left stays honest
+            blocks.total += more * n
+            blocks.set_description(f"re-timing {n} candidate(s): round {paired.done + 1}-{paired.done + more} "
+                                   f"of at most {max_rounds}", refresh=False)
+            blocks.refresh()
+            timings = paired.run(more, tick=blocks.update)
     for k in wide:
         s = next(v for (c, _), v in speedups(timings, pairs, clock).items() if c == k)
         flags.setdefault(k, []).append(f"too noisy: interval {s.low:.2f}-{s.high:.2f} is wider than "

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpadeError, require
+from ..progress import bar
 from . import calls
 from .graph import Graph
 
@@ -224,21 +225,22 @@ def reconstruct(pruned: nn.Module, reference: nn.Module, example, history: list,
         for n in names:
             if n not in counts:
                 record.skipped[n] = "not called by the model"
-        for n in order:
-            module = modules[n]
-            out_idx, in_idx = kept[n]
-            require(len(out_idx) == module.weight.shape[0] and len(in_idx) == module.weight.shape[1],
-                    f"reconstruction: the pruning history does not give the widths of layer {n}")
-            xtx, xty, yty = _statistics(module, ref_modules[n], out_idx, pruned, reference, batches, counts,
-                                        ref_counts, n)
-            w0 = module.weight.detach().reshape(module.weight.shape[0], -1).double()
-            if module.bias is not None:
-                w0 = torch.cat([w0, module.bias.detach().double()[:, None]], dim=1)
-            w = _solve(xtx, xty, w0, ridge)
-            record.layers[n] = [_error(xtx, xty, yty, w0.T), _error(xtx, xty, yty, w)]
-            if module.bias is not None:
-                module.bias.copy_(w[-1].to(module.bias.dtype))
-                w = w[:-1]
-            module.weight.copy_(w.T.reshape(module.weight.shape).to(module.weight.dtype))
+        with bar(order, desc=f"re-fitting {len(order)} layer(s)", unit="layer") as layers:
+            for n in layers:
+                module = modules[n]
+                out_idx, in_idx = kept[n]
+                require(len(out_idx) == module.weight.shape[0] and len(in_idx) == module.weight.shape[1],
+                        f"reconstruction: the pruning history does not give the widths of layer {n}")
+                xtx, xty, yty = _statistics(module, ref_modules[n], out_idx, pruned, reference, batches, counts,
+                                            ref_counts, n)
+                w0 = module.weight.detach().reshape(module.weight.shape[0], -1).double()
+                if module.bias is not None:
+                    w0 = torch.cat([w0, module.bias.detach().double()[:, None]], dim=1)
+                w = _solve(xtx, xty, w0, ridge)
+                record.layers[n] = [_error(xtx, xty, yty, w0.T), _error(xtx, xty, yty, w)]
+                if module.bias is not None:
+                    module.bias.copy_(w[-1].to(module.bias.dtype))
+                    w = w[:-1]
+                module.weight.copy_(w.T.reshape(module.weight.shape).to(module.weight.dtype))
     record.seconds = round(time.perf_counter() - start, 3)
     return record

@@ -57,7 +57,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
                 rounds: int = 15, min_run_time: float = 1.0, title: str | None = None,
                 quantized: list[dict] = (), breakdown: bool = False,
-                log: Callable[[str], None] = lambda msg: None) -> list[dict]:
+                log: Callable[[str], None] = lambda msg: None, progress: bool = True) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
 
     ``models``: paths (or a user's ``MODULE:FUNCTION[@FILE]``, see
@@ -73,6 +73,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
     (:func:`~spade.profile.breakdown.breakdown_models`) for every architecture of a family
     side by side — its unpruned and recursive models and its pruned models before
     fine-tuning (one file per role and layer widths) — into the records' ``breakdown``.
+    ``progress``: bars on stderr (timing, images).
     """
     run_dir = Path(run_dir)
     require(not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())),
@@ -107,7 +108,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         profiles[fam] = profile_models([own.get(e["path"], e["path"]) for e in group], backends=backends, batch=batch,
                                        threads=threads,
                                        side=side, baseline=None if base is None else base["path"], rounds=rounds,
-                                       min_run_time=min_run_time, log=log)
+                                       min_run_time=min_run_time, log=log, progress=progress)
     parts: dict[str, dict] = {}
     if breakdown:
         for fam in families:
@@ -119,7 +120,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         records = [_record(tmp, e, loaded[e["path"]], profiles[e["family"]], unpruned[e["family"]], data, protocol,
-                           parts.get(e["path"]), log) for e in entries]
+                           parts.get(e["path"]), log, progress) for e in entries]
         by_name = {r["name"]: r for r in records}
         for q in quantized:
             require(q["source"] in by_name, f"INT8 model {q['name']}: its source '{q['source']}' is not collected")
@@ -142,7 +143,7 @@ def _architectures(entries: list[dict], loaded: dict) -> list[str]:
 
 
 def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: str, protocol: str | None,
-            breakdown: dict | None, log: Callable[[str], None]) -> dict:
+            breakdown: dict | None, log: Callable[[str], None], progress: bool = True) -> dict:
     """Evaluate one model, save its sample and append its record."""
     data = e.get("data") or data
     require(data, f"model {e['name']}: no test images to evaluate on")
@@ -151,7 +152,7 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
         lm.physics.protocols[0] if isinstance(lm, OwnModel) else get_family(e["family"]).protocol)
     channels = channel_mode(config.get("image_channels", 1))
     log(f"evaluating {e['name']} on {data} ({proto})")
-    ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1)
+    ev = evaluate(lm.model, lm.physics, load_images(data, channels), proto, keep=1, progress=progress)
     first = ev.per_image[0]
     rec, gt, start = sample_arrays(proto, first["arrays"])
     sample = results.save_sample(run_dir, e["name"], rec, gt, start, image=first["image"], psnr=first["psnr"])
