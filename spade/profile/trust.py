@@ -132,7 +132,7 @@ def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tup
                                    f"of at most {max_rounds}", refresh=False)
             blocks.refresh()
             timings = paired.run(more, tick=blocks.update)
-    for k in wide:
+    for k in dict.fromkeys(wide):  # a candidate too noisy against two references is said once
         s = next(v for (c, _), v in speedups(timings, pairs, clock).items() if c == k)
         flags.setdefault(k, []).append(f"too noisy: interval {s.low:.2f}-{s.high:.2f} is wider than "
                                        f"{max_spread:.0%} of the speedup after {paired.done} rounds")
