@@ -57,11 +57,22 @@ class PruneJob:
                 "a latency target chooses the widths itself: drop --ratio and --depth")
         check_count(self.samples, "MAX_SAMPLES", "samples")
 
-
     @property
     def refits(self) -> bool:
         """Whether the pruned layers are re-fitted (default: when calibration data are given)."""
         return self.data is not None if self.reconstruct is None else bool(self.reconstruct)
+
+
+def _batches(job: PruneJob, model, physics, spec: dict, device) -> list | None:
+    """``job.samples`` images of ``job.data`` (centre-cropped to ``job.crop``) measured
+    with ``physics`` under the model's protocol, or None without data."""
+    if job.data is None:
+        return None
+    images = load_images(job.data, image_channels(model))
+    if job.crop:
+        images = [im.centre_crop(job.crop) for im in images]
+    protocol = spec.get("protocol") or physics.protocols[0]
+    return measurement_batches(physics, images, protocol, job.samples, job.seed, device)
 
 
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
@@ -73,13 +84,7 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     physics = loaded.physics
     require(physics is not None, f"model file {job.model} stores no physics to trace the model with")
     x, y = example_pair(physics, batch=1, device=device)
-    batches = None
-    if job.data is not None:
-        protocol = loaded.spec.get("protocol") or physics.protocols[0]
-        images = load_images(job.data, image_channels(loaded.model))
-        if job.crop:
-            images = [im.centre_crop(job.crop) for im in images]
-        batches = measurement_batches(physics, images, protocol, job.samples, job.seed, device)
+    batches = _batches(job, loaded.model, physics, loaded.spec, device)
     plan = None if job.latency is None else planned_widths(job.latency, loaded.model, physics, y, job.importance,
                                                            batches, job.seed)
     pruned, record = prune(loaded.model, (y, physics), ratio=job.ratio, importance=job.importance, scope=job.scope,
@@ -114,13 +119,7 @@ def _prune_own_model(job: PruneJob, device) -> dict:
                                 ("a latency target", job.latency is not None)) if given]
     if wants:
         own.require_physics(wants[0])
-    batches = None
-    if job.data is not None:
-        protocol = own.spec.get("protocol") or physics.protocols[0]
-        images = load_images(job.data, image_channels(own.model))
-        if job.crop:
-            images = [im.centre_crop(job.crop) for im in images]
-        batches = measurement_batches(physics, images, protocol, job.samples, job.seed, device)
+    batches = _batches(job, own.model, physics, own.spec, device)
     y = own.example[0] if physics is not None else None
     plan = None if job.latency is None else planned_widths(job.latency, own.model, physics, y, job.importance,
                                                            batches, job.seed)
