@@ -3,6 +3,7 @@ ISTA-Net+, resumption stage by stage, and the latency-budget mode."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -131,6 +132,22 @@ def test_existing_run_needs_resume_and_the_same_recipe(files, capsys):
     assert _run(files, "--resume") == 2
     assert "differs from the one" in capsys.readouterr().err
     assert not (files / "report").exists()
+
+
+def test_resume_accepts_changes_to_stages_not_run_yet(files, capsys):
+    """A changed recipe resumes when the changed sections drive stages without outputs;
+    otherwise the error names what to remove."""
+    assert _run(files) == 0
+    text = (files / "recipe.toml").read_text()
+    (files / "recipe.toml").write_text(text.replace("rounds = 1", "rounds = 2"))
+    capsys.readouterr()
+    assert _run(files, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "differs from the one" in err and "[profile]" in err and str(files / "out" / "results") in err
+    shutil.rmtree(files / "out" / "results")  # what [profile] made
+    assert _run(files, "--resume") == 0
+    assert "recipe changed in [profile]: only stages not run yet are affected" in capsys.readouterr().out
+    assert (files / "out" / "recipe.toml").read_text() == text.replace("rounds = 1", "rounds = 2")
 
 
 @pytest.mark.parametrize("change, message", [

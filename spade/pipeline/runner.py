@@ -23,8 +23,10 @@ images before anything is written) unless the recipe asks for test-time adaptati
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
+import tomllib
 from pathlib import Path
 from typing import Callable
 
@@ -73,13 +75,38 @@ class Pipeline:
         saved = self.out / "recipe.toml"
         if resume:
             require(saved.is_file(), f"{self.out} holds no pipeline run to resume: run without --resume")
-            require(saved.read_text() == self.recipe["text"],
-                    f"the recipe differs from the one {self.out} was started with: use a new --out")
+            if saved.read_text() != self.recipe["text"]:
+                self._accept_changes(tomllib.loads(saved.read_text()))
         else:
             # a run stopped before its first output holds its recipe only: it starts afresh
             held = [p for p in self.out.rglob("*") if p.is_file() and p != saved] if self.out.is_dir() else []
             require(not self.out.exists() or (self.out.is_dir() and not held),
                     f"{self.out} exists and is not empty: give --resume to continue that run, or a new --out")
+
+    def _accept_changes(self, before: dict) -> None:
+        """A resumed run whose recipe changed: accepted when every changed section only
+        drives stages that have not written anything yet; otherwise one line naming the
+        changed sections and the outputs to remove first (or a new --out)."""
+        after = tomllib.loads(self.recipe["text"])
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        made = {k: self._outputs_of(k) for k in changed}
+        blocking = sorted({str(p) for paths in made.values() for p in paths})
+        where = ", ".join(f"[{k}]" if isinstance(after.get(k, before.get(k)), (dict, list)) else k for k in changed)
+        require(not blocking, f"the recipe differs from the one {self.out} was started with in {where}: remove what "
+                              f"those settings made ({', '.join(blocking[:6])}{', ...' if len(blocking) > 6 else ''}) "
+                              "and resume, or use a new --out")
+        self.log(f"recipe changed in {where}: only stages not run yet are affected")
+
+    def _outputs_of(self, section: str) -> list[Path]:
+        """The existing outputs of the stages a recipe section drives."""
+        results = [self.out / "results"]
+        pruned = sorted(self.models_dir.glob("*-r[0-9][0-9]*"))
+        by_section = {
+            "prune": pruned + results, "finetune": [p for p in pruned if re.search(r"-r\d\d(-d\d+)?-", p.stem)] + results,
+            "quantize": [self.out / "quantized"] + results, "profile": results, "title": results, "notes": results,
+            "budget": [self.out / "budget.json"], "report": []}
+        everything = [p for p in self.out.iterdir() if p.name != "recipe.toml"]
+        return [p for p in by_section.get(section, everything) if p.exists()]
 
     def _check_inputs(self, check: bool = True) -> None:
         """Before anything is written: model files load, every test and training source
