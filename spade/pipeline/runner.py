@@ -3,7 +3,7 @@
 Stages, each writing its outputs atomically under ``OUT`` (so a killed run resumes at
 the first missing output; a fine-tuning run resumes from its checkpoint)::
 
-    OUT/recipe.toml                  the recipe, as given (a resumed run must match it)
+    OUT/recipe.toml                  the recipe, as given (a resumed run may change only sections whose stages have not run)
     OUT/models/NAME.spade            sources: imported, trained (OUT/train/NAME/), distilled
     OUT/models/NAME-r50[-dK].spade   pruned: ratio 0.5 (and K iterations removed)
     OUT/models/NAME-r50-STRATEGY.spade   fine-tuned
