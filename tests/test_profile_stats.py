@@ -139,3 +139,18 @@ def test_wide_intervals_are_re_measured_until_narrow(monkeypatch):
                                  [], rounds=6, max_rounds=30, min_run_time=0.0)
     assert 6 < verdict.rounds < 30 and verdict.flags == {}
     assert verdict.remeasured[0].endswith("interval wider than 10%: b")
+
+
+def test_a_pair_still_too_noisy_is_flagged_once_with_its_own_reference(monkeypatch):
+    """b is steady against a but noisy against c: one flag, naming c and the c interval."""
+    from spade.profile.trust import measure_trusted
+
+    a, b, c = (lambda: None), (lambda: None), (lambda: None)
+    wobble = [(1.0, 1.0), (3.0, 3.0)] * 60
+    _scripted(monkeypatch, {a: [(2.0, 2.0)] * 100, b: [(1.0, 1.0)] * 100, c: [(1.0, 1.0)] + wobble})
+    _, verdict = measure_trusted({"a|eager": a, "b|eager": b, "c|eager": c},
+                                 [("b|eager", "a|eager"), ("b|eager", "c|eager")],
+                                 {"a|eager": 4, "b|eager": 2, "c|eager": 4}, [], rounds=6, max_rounds=8,
+                                 min_run_time=0.0)
+    (flag,) = verdict.flags["b|eager"]
+    assert flag.startswith("too noisy against c: interval 1.00-3.00")
