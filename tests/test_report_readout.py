@@ -46,6 +46,17 @@ def test_findings_name_the_best_model_under_each_budget_and_skip_flagged_rows():
     assert "p75, cuts MACs 10.0× and runs 3.50× faster (35% of that limit)" in text
 
 
+def test_a_row_only_too_noisy_is_still_ranked_by_its_interval():
+    noisy = rec("p40", "pruned", 150, 32.2, 2.5, [2.4, 2.6], ratio=0.4, strategy="school",
+                flags=["too noisy against rec: interval 1.9-2.9 is wider than 10% of the speedup after 45 rounds"])
+    df = frame(RECORDS + [noisy])
+    (text,) = readout.findings(df)
+    assert "At least 2× faster (lower end of the interval): p40, 2.50× (2.40–2.60), 32.20 dB" in text
+    assert "odd" not in text
+    flags = {r["model"]: r["flag"] for r in map(readout.row, (r for _, r in df.iterrows()))}
+    assert (flags["p40"], flags["odd"], flags["p50"]) == ("⚠ noisy", "⚠ implausible", "ok")
+
+
 def test_trust_warns_under_load_and_lists_flags():
     calm = readout.trust(RECORDS)
     assert calm["warning"] is None and calm["flagged"] == [("odd", "eager", "speedup 9.00x exceeds the MACs cut 4.00x")]

@@ -30,6 +30,9 @@ from .latency import PairedRounds, Timing
 from .stats import Interval, beyond_macs, paired_speedup, twins_disagree
 
 #: a speedup interval wider than this share of its median is measured again
+#: how a flag for a wide interval starts (the report ranks such a row by its interval's lower
+#: end: spade.report.readout.NOISY, kept equal by tests/test_profile_stats.py)
+NOISY = "too noisy"
 MAX_SPREAD = 0.10
 
 
@@ -134,7 +137,7 @@ def measure_trusted(candidates: dict[str, Callable[[], object]], pairs: list[tup
             timings = paired.run(more, tick=blocks.update)
     for (k, ref), s in speedups(timings, pairs, clock).items():  # each noisy pair, with its own interval
         if s.spread > max_spread:
-            flags.setdefault(k, []).append(f"too noisy against {ref.split('|')[0]}: interval {s.low:.2f}-{s.high:.2f} "
+            flags.setdefault(k, []).append(f"{NOISY} against {ref.split('|')[0]}: interval {s.low:.2f}-{s.high:.2f} "
                                            f"is wider than {max_spread:.0%} of the speedup after {paired.done} rounds")
     if clock == "cpu" and threads > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         reason += (f"; with {threads} threads a preempted thread makes the others spin and inflates CPU time "

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .readout import implausible
 from .results import BREAKDOWN_PARTS, load_sample
 from .tables import conditions_lines, reference_unpruned
 
@@ -76,9 +77,9 @@ def pareto(df: pd.DataFrame) -> Figure:
             ax.errorbar(r["median_ms"], r["psnr"], xerr=half, fmt="none", ecolor="0.45", elinewidth=1, capsize=3,
                         zorder=2)
             ax.scatter(r["median_ms"], r["psnr"], label=label, zorder=3, **style)
-            if isinstance(r["flags"], str):
+            if implausible(r["flags"]):
                 ax.scatter(r["median_ms"], r["psnr"], marker="x", s=140, color="red", zorder=4,
-                           label="implausible timing (flagged)")
+                           label="implausible timing (not ranked)")
             if r["role"] == "pruned" and r["ratio"] == r["ratio"] and r["ratio"] is not None:
                 ax.annotate(f"{r['ratio']:.2f}", (r["median_ms"], r["psnr"]), textcoords="offset points",
                             xytext=(5, 4), fontsize=8)
@@ -151,10 +152,10 @@ def speedup_vs_macs(df: pd.DataFrame) -> Figure:
         for role, rg in g.groupby("role", sort=False):
             ax.scatter(rg["macs_reduction"], rg["speedup_vs_unpruned"], color=color,
                        marker="s" if role == "recursive" else "o", s=50, label=f"{backend}, {role}", zorder=3)
-        flagged = g[g["flags"].map(lambda f: isinstance(f, str))]
+        flagged = g[g["flags"].map(implausible)]
         if len(flagged):
             ax.scatter(flagged["macs_reduction"], flagged["speedup_vs_unpruned"], marker="x", s=140, color="red",
-                       zorder=4, label="implausible timing (flagged)")
+                       zorder=4, label="implausible timing (not ranked)")
         placed: list[tuple[float, float]] = []
         for _, r in g.iterrows():
             tag = f"{r['ratio']:.2f}" if r["ratio"] == r["ratio"] and r["ratio"] is not None else r["model"]

@@ -43,6 +43,9 @@ def int8_note(g: pd.DataFrame) -> str | None:
 
 #: speedup budgets the summary names the best model for
 BUDGETS = (1.5, 2.0, 3.0, 4.0)
+#: how the profiler's flag for a too-wide interval starts (spade.profile.trust.NOISY; the report
+#: never imports the profiler)
+NOISY = "too noisy"
 
 
 def _missing(v) -> bool:
@@ -96,8 +99,15 @@ def row(r: pd.Series) -> dict:
             "speedup": speedup(r["speedup_vs_unpruned"], r["speedup_vs_unpruned_low"], r["speedup_vs_unpruned_high"]),
             "vs_recursive": speedup(r["speedup_vs_recursive"], r["speedup_vs_recursive_low"],
                                     r["speedup_vs_recursive_high"]),
-            "flag": "⚠ implausible" if isinstance(r["flags"], str) else ("failed" if failed else "ok"),
+            "flag": ("⚠ implausible" if implausible(r["flags"]) else "⚠ noisy" if isinstance(r["flags"], str)
+                     else "failed" if failed else "ok"),
             "flagged": isinstance(r["flags"], str)}
+
+
+def implausible(flags) -> bool:
+    """Whether a row's flags (joined by "; ", or missing) say more than that its interval is
+    wide: a noisy row is still ranked by the lower end of its interval, an implausible one never."""
+    return isinstance(flags, str) and any(not f.startswith(NOISY) for f in flags.split("; "))
 
 
 def groups(df: pd.DataFrame):
@@ -168,7 +178,8 @@ def findings(df: pd.DataFrame) -> list[str]:
             if b.empty:
                 continue
             b = b.iloc[0]
-            pruned = gb[(gb["role"] == "pruned") & gb["speedup_vs_unpruned"].notna() & gb["flags"].isna()]
+            pruned = gb[(gb["role"] == "pruned") & gb["speedup_vs_unpruned"].notna()
+                    & ~gb["flags"].map(implausible)]
             text = [f"{dataset} ({protocol}, {backend}): the unpruned {b['model']} scores {db(b['psnr'])}."]
             for budget in BUDGETS:
                 meet = pruned[pruned["speedup_vs_unpruned_low"].fillna(pruned["speedup_vs_unpruned"]) >= budget]
@@ -186,7 +197,7 @@ def findings(df: pd.DataFrame) -> list[str]:
                             + ("the rest is time that pruning does not remove — the physics, element-wise glue, "
                                "and channel counts that fill the CPU's vector width poorly."
                                if share < 0.8 else "close to the limit."))
-            elif gb["flags"].notna().any():
+            elif gb["flags"].map(implausible).any():
                 text.append("Every pruned model's timing is flagged implausible here: re-profile on a quieter machine.")
             out.append(" ".join(text))
     return out
