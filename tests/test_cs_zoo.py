@@ -179,3 +179,28 @@ def test_training_with_random_ratios_lowers_loss(preset):
         loss.backward()
         opt.step()
     assert training_loss() < 0.7 * before
+
+
+def test_a_recursive_network_starts_from_its_untied_teacher():
+    """Blocks 1, 4, 7 of 9 seed a 3 x 3 recursive ISTA-Net+; with one stage per teacher
+    block and one recursion (modulation scales 1) the student computes the teacher exactly."""
+    torch.manual_seed(0)
+    teacher = create_model("ista-net-plus", phases=9, channels=8)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # blocks that differ from one another
+    student = create_model("ista-net-plus", channels=8, sharing="recursive", stages=3, recursions=3)
+    assert student.inherit_blocks(teacher) == [1, 4, 7]
+    for s, k in enumerate([1, 4, 7]):
+        for a, b in zip(student.sharing.blocks[s].parameters(), teacher.sharing.blocks[k].parameters()):
+            assert torch.equal(a, b)
+    same = create_model("ista-net-plus", channels=8, sharing="recursive", stages=9, recursions=1)
+    assert same.inherit_blocks(teacher) == list(range(9))
+    physics = BlockCS.gaussian(0.25, seed=0)
+    y = physics.A(torch.rand(1, 1, 66, 66))
+    with torch.no_grad():
+        assert torch.allclose(same.eval()(y, physics), teacher.eval()(y, physics), atol=1e-6)
+    with pytest.raises(SpadeError, match="do not fit"):
+        create_model("ista-net-plus", channels=16, sharing="recursive", stages=3, recursions=3).inherit_blocks(teacher)
+    with pytest.raises(SpadeError, match="cannot start from"):
+        create_model("coast", iterations=2, channels=8).inherit_blocks(teacher)

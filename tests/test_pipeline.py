@@ -26,7 +26,7 @@ file = "tiny.spade"
 [[models]]
 name = "tiny-recursive"
 role = "recursive"
-distill = {{family = "ista-net-plus", preset = "recursive", teacher = "tiny", steps = 2, batch = 2, patch = 33}}
+distill = {{family = "ista-net-plus", preset = "recursive", teacher = "tiny", steps = 2, batch = 2, patch = 33, init = "teacher"}}
 [prune]
 ratios = [0.5]
 importance = "l1"
@@ -71,6 +71,7 @@ def test_pipeline_end_to_end_and_resume(files, capsys):
     assert "; about " in log[0] and "(from one timed training pass of each model) [estimated in " in log[0]
     assert any(line.startswith("  left: 3 fine-tuning runs (6 steps)") and "measured so far" in line for line in log)
     assert any(line.startswith("done in ") and "estimated at the start: about" in line for line in log)
+    assert "  tiny-recursive: blocks start from the teacher's blocks [0, 0, 1]" in log
     names = {p.stem for p in (out / "models").glob("*.spade")}
     assert names == {"tiny-recursive", "tiny-r50", "tiny-r50-supervised", "tiny-r50-school",
                      "tiny-r50-self-supervised"}
@@ -158,6 +159,7 @@ def test_resume_accepts_changes_to_stages_not_run_yet(files, capsys):
     (("file = \"tiny.spade\"", "file = \"missing.spade\""), "does not exist"),
     (("teacher = \"tiny\"", "teacher = \"nobody\""), "distill.teacher 'nobody' must name another"),
     (("name = \"tiny-recursive\"", "name = \"tiny\""), "model names must be unique"),
+    (("init = \"teacher\"", "init = \"best\""), "distill init = 'best': choose one of ['random', 'teacher']"),
     (("role = \"recursive\"", "role = \"baseline\""), "choose one of ['unpruned', 'recursive']"),
     (("speedup = 1.01", "speedup = 0.5"), "[budget] speedup = 0.5"),
     (("rounds = 1", "rounds = 0"), "[profile] rounds = 0 must be a whole number >= 1"),

@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import SpadeError
+from ..errors import SpadeError, require
 from .io import resize_tensors
 from .registry import create_model, get_family
 from .sharing import Sharing
@@ -60,7 +60,7 @@ class ReconstructionNet(nn.Module):
     def _sharing(self) -> tuple[str, Sharing]:
         found = [(n, m) for n, m in self.named_modules() if isinstance(m, Sharing)]
         if len(found) != 1 or not get_family(self.family).depth_key:
-            raise SpadeError(f"{self.family} has no unrolled iterations that depth pruning can remove")
+            raise SpadeError(f"{self.family} has no unrolled iterations (blocks under one sharing mode) to remove or copy")
         return found[0]
 
     def depth_units(self) -> tuple[str, int, bool]:
@@ -69,6 +69,29 @@ class ReconstructionNet(nn.Module):
         any ``count - d`` of them are the same network)."""
         sharing = self._sharing()[1]
         return ("stage" if sharing.mode == "recursive" else "iteration"), sharing.stages, sharing.mode == "tied"
+
+    def inherit_blocks(self, teacher: "ReconstructionNet") -> list[int]:
+        """Start from a trained ``teacher`` of the same family and widths (e.g. a recursive
+        network from the untied one it is distilled from): block ``s`` of this model's
+        ``S`` takes the weights of the teacher's block at the middle of the ``s``-th of
+        ``S`` equal spans of its ``K`` (K = 9, S = 3: blocks 1, 4, 7); every other tensor
+        of the same name and shape is copied too (the modulation keeps its start: scales
+        of 1). Returns the teacher blocks used."""
+        require(teacher.family == self.family, f"a {self.family} model cannot start from a {teacher.family} model")
+        prefix, mine = self._sharing()
+        _, theirs = teacher._sharing()
+        picks = [round((s + 0.5) * len(theirs.blocks) / len(mine.blocks) - 0.5) for s in range(len(mine.blocks))]
+        for s, k in enumerate(picks):
+            try:
+                mine.blocks[s].load_state_dict(theirs.blocks[k].state_dict())
+            except RuntimeError as e:
+                raise SpadeError(f"the teacher's blocks do not fit this {self.family} model (other widths or "
+                                 f"channels?): {str(e).splitlines()[0]}") from None
+        own, blocks = self.state_dict(), f"{prefix}.blocks."
+        rest = {k: v for k, v in teacher.state_dict().items()
+                if not k.startswith(blocks) and k in own and own[k].shape == v.shape and ".modulation." not in f".{k}"}
+        self.load_state_dict(rest, strict=False)
+        return picks
 
     def without_units(self, removed: list[int]) -> "ReconstructionNet":
         """A new model without the units ``removed``: rebuilt with the smaller count (the

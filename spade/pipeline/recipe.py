@@ -22,10 +22,12 @@ or start with ``$SPADE_BENCH_DATA/`` for files under the benchmark data root (RE
     #                                           imported from the recipe's folder first, then PYTHONPATH
     # train = "train/demo-mri.toml"             a training recipe (spade train)
     # distill = {family = "ista-net-plus", preset = "recursive", teacher = "ista-net-plus",
-    #            steps = 300, batch = 16, lr = 5e-4, patch = 99, iterates = 1.0}
+    #            steps = 300, batch = 16, lr = 5e-4, patch = 99, iterates = 1.0, init = "teacher"}
+    #   (one line: TOML inline tables do not span lines)
     #   a new model with the teacher's physics (and configuration, for the same family)
     #   in the preset's sharing mode, trained by the school strategy on patches of
-    #   [data] train (no ground truth used)
+    #   [data] train (no ground truth used); init = "teacher": its blocks start from the
+    #   teacher's (the middle block of each span of iterations), else "random"
     # test / train / protocol: per-model overrides of [data]
 
     [prune]
@@ -84,7 +86,8 @@ SOURCES = ("file", "function", "import", "train", "distill")
 ROLES = ("unpruned", "recursive")
 IMPORT = {"weights", "phi", "qinit", "mask", "ratio"}
 DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
-DISTILL = {"family", "preset", "teacher", "data", "iterates", *DISTILL_TRAINING}
+DISTILL = {"family", "preset", "teacher", "data", "iterates", "init", *DISTILL_TRAINING}
+DISTILL_INIT = ("random", "teacher")
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
          "crop", "ridge", "progressive"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
@@ -210,6 +213,8 @@ def _model(entry, i: int, base: Path, data: dict) -> dict:
         iterates = d.setdefault("iterates", 0.0)
         require(isinstance(iterates, (int, float)) and not isinstance(iterates, bool) and iterates >= 0,
                 f"{where}.distill iterates = {iterates!r}: give the weight of matching the teacher's iterations (>= 0)")
+        init = d.setdefault("init", "random")
+        require(init in DISTILL_INIT, f"{where}.distill init = {init!r}: choose one of {list(DISTILL_INIT)}")
         d.setdefault("data", m.get("train_data", data.get("train")))
         require(d["data"], f"{where}.distill needs training images: give [data] train or distill.data")
         family = get_family(d["family"])

@@ -37,8 +37,8 @@ from ..errors import require
 from ..fileio import write_text
 from ..finetune.loop import TEST_TIME
 from ..jobs import FinetuneJob, ImportJob, PruneJob, TrainJob, finetune_file, import_file, prune_file, train_recipe
-from ..models import (create_model, get_family, is_factory, load_model, model_name, save_model, source_name,
-                      split_source)
+from ..models import (ReconstructionNet, create_model, get_family, is_factory, load_model, model_name, save_model,
+                      source_name, split_source)
 from ..models.adapter import importable_from
 from ..prune import load_own
 from ..profile.quantize import quantize_file
@@ -274,8 +274,13 @@ class Pipeline:
         init = self.models_dir / f"{m['name']}.init.spade"
         if not init.exists():
             torch.manual_seed(d.get("seed", 0))  # the same recipe gives the same initialisation
-            save_model(init, create_model(family.name, **cfg), loaded.physics,
-                       protocol=loaded.spec.get("protocol"))
+            student = create_model(family.name, **cfg)
+            if d["init"] == "teacher":
+                require(loaded.spec["family"] == family.name and isinstance(loaded.model, ReconstructionNet),
+                        f"models '{m['name']}': distill init = \"teacher\" needs a teacher of family {family.name}")
+                picks = student.inherit_blocks(loaded.model)
+                self.log(f"  {m['name']}: blocks start from the teacher's blocks {picks}")
+            save_model(init, student, loaded.physics, protocol=loaded.spec.get("protocol"))
         self._finetune(FinetuneJob(str(init), str(self._path(m["name"])), "school", d["data"], d["train"],
                                    teacher=str(teacher), iterates=float(d["iterates"]) or None))
         init.unlink()
