@@ -173,6 +173,8 @@ def test_resume_accepts_changes_to_stages_not_run_yet(files, capsys):
     (("[finetune.supervised]", "[finetune.self-supervised]\ntransforms = [\"spin\"]\n[finetune.supervised]"),
      "spin"),
     (("ratios = [0.5]", "ratios = [0.5, 0.25]\nprogressive = true"), "give increasing ratios"),
+    (("ratios = [0.5]", "ratios = [0.5]\nspeedups = [0.8]"), "[prune] speedups = [0.8]: give latency targets above 1"),
+    (("ratios = [0.5]", "ratios = []"), "[prune] ratios must be a non-empty list"),
     (("importance = \"l1\"", "importance = \"l1\"\nreconstruct = 1"), "reconstruct = 1: give true or false"),
     (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "['supervised'] uses ground truth: set test_time for school / self-supervised only"),
     (("[profile]", "[quantize]\nmodels = \"some\"\n[profile]"), "[quantize] models = 'some': choose one of"),
@@ -319,6 +321,23 @@ def test_progressive_pruning_prunes_the_recovered_model_again(files):
     train = f"train:{files / 'train'}"
     assert df.loc["tiny-r50", "finetune_data"] == train and df.loc["tiny-r25", "finetune_data"] == "none"
     assert df.loc["tiny-r50-school", "pruned_psnr"] == df.loc["tiny-r50", "psnr"]
+
+
+def test_latency_targets_prune_to_a_planned_speedup_and_are_reported_as_such(files):
+    """``speedups = [1.2]``: a model pruned by a latency plan (table in OUT), fine-tuned like
+    the ratios' models, its rows naming the target and the share of channels it removed."""
+    text = (files / "recipe.toml").read_text().replace("ratios = [0.5]", "ratios = []\nspeedups = [1.2]")
+    (files / "recipe.toml").write_text(text.replace('["supervised", "school", "self-supervised"]', '["school"]'))
+    assert _run(files) == 0
+    out = files / "out"
+    spec = load_model(out / "models" / "tiny-s120.spade").spec["pruning"]
+    assert spec["latency_plan"]["target_speedup"] == 1.2 and 0 < spec["ratio"] < 1
+    assert (out / "latency-table.json").is_file()
+    df = pd.read_csv(files / "report" / "results.csv").set_index("model")
+    assert (df.loc[["tiny-s120", "tiny-s120-school"], "target_speedup"] == 1.2).all()
+    assert (df.loc[["tiny-s120", "tiny-s120-school"], "ratio"] == spec["ratio"]).all()
+    assert df.loc["tiny-s120-school", "pruned_psnr"] == df.loc["tiny-s120", "psnr"]
+    assert "1.2× latency plan" in (files / "report" / "summary.md").read_text()
 
 
 def test_a_file_that_is_not_a_model_is_refused_before_anything_is_written(files, capsys):

@@ -8,8 +8,9 @@ other (the fastMRI split of library and harness).
 """
 from .finetuning import FinetuneJob, finetune_file
 from .importing import ImportJob, import_file
+from .latency_budget import LatencyTarget
 from .pruning import PruneJob, prune_file
 from .training import TrainJob, train_recipe
 
-__all__ = ["FinetuneJob", "finetune_file", "ImportJob", "import_file", "PruneJob", "prune_file", "TrainJob",
+__all__ = ["FinetuneJob", "finetune_file", "ImportJob", "import_file", "LatencyTarget", "PruneJob", "prune_file", "TrainJob",
            "train_recipe"]

@@ -63,6 +63,13 @@ class PruneJob:
         return self.data is not None if self.reconstruct is None else bool(self.reconstruct)
 
 
+def removed_share(groups: dict[str, list[int]]) -> float:
+    """The share of the prunable channels a plan removed, over every group ``[before, after]``
+    (a latency plan's counterpart of a uniform ratio)."""
+    before = sum(b for b, _ in groups.values())
+    return round(1 - sum(a for _, a in groups.values()) / before, 4) if before else 0.0
+
+
 def _batches(job: PruneJob, model, physics, spec: dict, device) -> list | None:
     """``job.samples`` images of ``job.data`` (centre-cropped to ``job.crop``) measured
     with ``physics`` under the model's protocol, or None without data."""
@@ -96,6 +103,7 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
              "macs_counter": MACS_COUNTER}
     if plan is not None:
         entry["latency_plan"] = plan.measured(loaded.model, pruned, physics, y)
+        entry["ratio"] = removed_share(record.groups)
     if loaded.spec.get("pruning"):
         entry["previous"] = loaded.spec["pruning"]
     save_model(job.out, pruned, physics, pruning=entry, **extras)
@@ -133,6 +141,7 @@ def _prune_own_model(job: PruneJob, device) -> dict:
              "macs_counter": MACS_COUNTER}
     if plan is not None:
         entry["latency_plan"] = plan.measured(own.model, pruned, physics, y)
+        entry["ratio"] = removed_share(record.groups)
     if own.spec.get("pruning"):
         entry["previous"] = own.spec["pruning"]
     info = {"source": factory, "pruning": entry,

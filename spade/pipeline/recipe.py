@@ -36,6 +36,9 @@ or start with ``$SPADE_BENCH_DATA/`` for files under the benchmark data root (RE
     # reconstruct = true   re-fit the pruned layers to the unpruned ones' outputs on `samples`
     #                      training images centre-cropped to `crop` (default 128) pixels; on
     #                      by default when training images are given; ridge = 1e-3
+    # speedups = [1.5]     latency targets as well (spade prune --target-speedup): widths chosen from a
+    #                      latency table measured here with [profile] threads (OUT/latency-table.json),
+    #                      each a model NAME-s150 fine-tuned like the others
     # progressive = true   each ratio (increasing) prunes the model the first strategy
     #                      fine-tuned at the ratio before: prune a step, recover, prune again
 
@@ -89,7 +92,7 @@ DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", "iterates", "init", *DISTILL_TRAINING}
 DISTILL_INIT = ("random", "teacher")
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
-         "crop", "ridge", "progressive"}
+         "crop", "ridge", "progressive", "speedups"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise", "test_time"}
 FINETUNE = {"strategies"} | TRAINING
@@ -249,8 +252,15 @@ def _models(raw: dict, base: Path) -> list[dict]:
 def _prune(raw: dict, models: list[dict]) -> dict:
     """``[prune]``: the sweep (ratios x depths) and the criterion."""
     prune = _table(raw.get("prune", {}), "prune", PRUNE)
-    ratios = prune.setdefault("ratios", [0.5])
-    require(isinstance(ratios, list) and ratios, "[prune] ratios must be a non-empty list, e.g. [0.25, 0.5]")
+    speedups = prune.setdefault("speedups", [])
+    require(isinstance(speedups, list) and all(isinstance(s, (int, float)) and not isinstance(s, bool) and 1 < s <= 100
+                                               for s in speedups),
+            f"[prune] speedups = {speedups!r}: give latency targets above 1, e.g. [1.5, 2.5] (times faster)")
+    require(len(set(speedups)) == len(speedups), f"[prune] speedups repeat a value: {speedups}")
+    prune["speedups"] = [float(s) for s in speedups]
+    ratios = prune.setdefault("ratios", [] if speedups else [0.5])
+    require(isinstance(ratios, list) and (ratios or speedups),
+            "[prune] ratios must be a non-empty list, e.g. [0.25, 0.5] (or give speedups)")
     for r in ratios:
         require(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1,
                 f"[prune] ratios = {r!r}: a ratio is the fraction of channels removed, in [0, 1)")
@@ -279,8 +289,10 @@ def _prune(raw: dict, models: list[dict]) -> dict:
     require(isinstance(reconstruct, bool), f"[prune] reconstruct = {reconstruct!r}: give true or false")
     progressive = prune.setdefault("progressive", False)
     require(isinstance(progressive, bool), f"[prune] progressive = {progressive!r}: give true or false")
-    require(not progressive or (prune["ratios"] == sorted(set(prune["ratios"])) and not any(prune["depth"])),
-            "[prune] progressive prunes each ratio from the one before: give increasing ratios and no depth")
+    require(not progressive or (prune["ratios"] == sorted(set(prune["ratios"])) and not any(prune["depth"])
+                                and not prune["speedups"]),
+            "[prune] progressive prunes each ratio from the one before: give increasing ratios, no depth and no "
+            "speedups")
     require(not reconstruct or has_train, "[prune] reconstruct re-fits the pruned layers on training images: give "
                                           "[data] train or [prune] data, or set reconstruct = false")
     if prune["importance"] in ("taylor", "hessian") or any(prune["depth"]):

@@ -36,7 +36,8 @@ from ..data import check_disjoint, load_images
 from ..errors import require
 from ..fileio import write_text
 from ..finetune.loop import TEST_TIME
-from ..jobs import FinetuneJob, ImportJob, PruneJob, TrainJob, finetune_file, import_file, prune_file, train_recipe
+from ..jobs import (FinetuneJob, ImportJob, LatencyTarget, PruneJob, TrainJob, finetune_file, import_file, prune_file,
+                   train_recipe)
 from ..models import (ReconstructionNet, create_model, get_family, is_factory, load_model, model_name, save_model,
                       source_name, split_source)
 from ..models.adapter import importable_from
@@ -100,9 +101,10 @@ class Pipeline:
     def _outputs_of(self, section: str) -> list[Path]:
         """The existing outputs of the stages a recipe section drives."""
         results = [self.out / "results"]
-        pruned = sorted(self.models_dir.glob("*-r[0-9][0-9]*"))
+        pruned = sorted(p for p in self.models_dir.glob("*") if re.search(r"-(r\d\d|s\d{3,})", p.stem))
         by_section = {
-            "prune": pruned + results, "finetune": [p for p in pruned if re.search(r"-r\d\d(-d\d+)?-", p.stem)] + results,
+            "prune": pruned + results,
+            "finetune": [p for p in pruned if re.search(r"-(r\d\d|s\d{3,})(-d\d+)?-", p.stem)] + results,
             "quantize": [self.out / "quantized"] + results, "profile": results, "title": results, "notes": results,
             "budget": [self.out / "budget.json"], "report": []}
         everything = [p for p in self.out.iterdir() if p.name != "recipe.toml"]
@@ -145,8 +147,8 @@ class Pipeline:
         int8 = [m["name"] for m in self.recipe["models"]] if q and q["models"] == "all" else []
         for m in self._unpruned():
             own = "function" in m
-            for ratio, depth in zip(p["ratios"], p["depth"]):
-                name = self._pruned_name(m, ratio, depth)
+            for ratio, depth, speedup in self._sweep():
+                name = self._pruned_name(m, ratio, depth, speedup)
                 units.append(Unit("prune", m["name"], target=self._path(name, own)))
                 units += [Unit("finetune", m["name"], settings["train"].steps, strategy,
                                target=self._path(f"{name}-{strategy_slug(strategy)}", own))
@@ -160,8 +162,16 @@ class Pipeline:
         units[-2].done = units[-2].done and all(u.done for u in units[:-2])
         return units
 
+    def _sweep(self) -> list[tuple[float, int, float | None]]:
+        """``(ratio, depth, speedup)`` of every pruned model of a model: the ratios, then
+        the latency targets (ratio 0 until the plan has chosen the widths)."""
+        p = self.recipe["prune"]
+        return [(r, d, None) for r, d in zip(p["ratios"], p["depth"])] + [(0.0, 0, s) for s in p["speedups"]]
+
     @staticmethod
-    def _pruned_name(m: dict, ratio: float, depth: int) -> str:
+    def _pruned_name(m: dict, ratio: float, depth: int, speedup: float | None = None) -> str:
+        if speedup is not None:
+            return f"{m['name']}-s{round(speedup * 100):03d}"
         return f"{m['name']}-r{round(ratio * 100):02d}" + (f"-d{depth}" if depth else "")
 
     def _unit(self, target: Path) -> Unit:
@@ -173,7 +183,7 @@ class Pipeline:
     def _family_sizes(self) -> dict[str, int]:
         """Models evaluated and timed, by the model whose probe stands for them."""
         per = 1 + len(self.recipe["strategies"])
-        return {m["name"]: 1 + (per * len(self.recipe["prune"]["ratios"]) if m["role"] == "unpruned" else 0)
+        return {m["name"]: 1 + (per * len(self._sweep()) if m["role"] == "unpruned" else 0)
                 for m in self.recipe["models"]}
 
     def _probe(self) -> None:
@@ -292,25 +302,28 @@ class Pipeline:
         p = self.recipe["prune"]
         strategies = self.recipe["strategies"]
         entries = []
-        units = [(m, r, d) for m in self.recipe["models"] if m["role"] == "unpruned"
-                 for r, d in zip(p["ratios"], p["depth"])]
+        units = [(m, r, d, s) for m in self.recipe["models"] if m["role"] == "unpruned" for r, d, s in self._sweep()]
         self.log(f"[2/5] prune: {len(units)} model(s) x ratio{' (progressive)' if p['progressive'] else ''}; "
                  f"[3/5] fine-tune: {len(strategies)} strateg(ies) each")
         previous: dict[str, tuple[Path, float, str]] = {}  # model -> (file to prune next, its ratio, its data)
-        for m, ratio, depth in units:
+        for m, ratio, depth, speedup in units:
             source, done, source_data = previous.get(m["name"], (files[m["name"]], 0.0, "none"))
-            name = self._pruned_name(m, ratio, depth)
+            name = self._pruned_name(m, ratio, depth, speedup)
             uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"]
             data = (p.get("data") or m["train_data"]) if uses_data else None
             step = 1 - (1 - ratio) / (1 - done)  # of the channels left, to reach ``ratio`` of the original's
             out = self._path(name, "function" in m)
             job = PruneJob(str(source), str(out), step, importance=p["importance"],
                            scope=p["scope"], depth=depth or None, data=data, reconstruct=p["reconstruct"],
-                           crop=p["crop"], ridge=p["ridge"],
+                           crop=p["crop"], ridge=p["ridge"], latency=self._latency_target(speedup),
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
-            pruned = self._stage(f"prune {self._label(source)} at {ratio}", out, lambda: prune_file(job, self.device))
+            what = f"to {speedup:g}x faster" if speedup else f"at {ratio}"
+            pruned = self._stage(f"prune {self._label(source)} {what}", out, lambda: prune_file(job, self.device))
+            if speedup:  # the share of channels the plan removed
+                source_of = self._source(m, pruned)
+                ratio = (load_own(source_of) if is_factory(source_of) else load_model(pruned)).spec["pruning"]["ratio"]
             base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
-                    "protocol": m["protocol"]}
+                    "protocol": m["protocol"], "target_speedup": speedup}
             entries.append({**base, "path": self._source(m, pruned), "name": name, "role": "pruned", "strategy": None,
                             "finetune_data": source_data})
             for i, (strategy, settings) in enumerate(strategies.items()):
@@ -320,6 +333,16 @@ class Pipeline:
                 if p["progressive"] and i == 0:
                     previous[m["name"]] = (tuned["path"], ratio, tuned["finetune_data"])
         return entries
+
+    def _latency_target(self, speedup: float | None) -> LatencyTarget | None:
+        """A latency target measured with the recipe's profiling threads (rounds and block
+        time at most the prune command's defaults), its table kept in OUT."""
+        if speedup is None:
+            return None
+        prof, default = self.recipe["profile"], LatencyTarget(speedup=2.0)
+        return LatencyTarget(speedup=speedup, table=str(self.out / "latency-table.json"),
+                             threads=prof.get("threads", 2), rounds=min(prof.get("rounds", 15), default.rounds),
+                             min_run_time=min(prof.get("min_run_time", 1.0), default.min_run_time))
 
     @staticmethod
     def _label(source: Path | str) -> str:

@@ -85,8 +85,9 @@ def _text(v, default="–") -> str:
 def row(r: pd.Series) -> dict:
     """One table row as display strings (keys of :data:`HEADERS`)."""
     failed = r["status"] == "failed"
-    pruning = "–" if _missing(r["ratio"]) else f"{r['ratio']:.2f}" + (
-        f" ({r['importance']})" if isinstance(r["importance"], str) else "")
+    how = [r["importance"]] if isinstance(r["importance"], str) else []
+    how += [] if _missing(r.get("target_speedup")) else [f"{times(r['target_speedup'], 1)} latency plan"]
+    pruning = "–" if _missing(r["ratio"]) else f"{r['ratio']:.2f}" + (f" ({', '.join(how)})" if how else "")
     strategy = r["strategy"] if isinstance(r["strategy"], str) else ("none" if r["role"] == "pruned" else "–")
     return {"model": str(r["model"]), "role": str(r["role"]), "pruning": pruning, "strategy": strategy,
             "finetune_data": _text(r["finetune_data"]), "psnr": db(r["psnr"]),

@@ -23,7 +23,9 @@ key                       value
                           ``"timing"`` (the clock used and why), ``"macs_counter"``,
                           ``"load_average"`` optional; null when not profiled
 ``parent``                name of the unpruned record a pruned model comes from, or null
-``ratio``, ``importance``  pruning ratio and criterion, or null
+``ratio``, ``importance``  pruning ratio (of a latency plan: the share of channels it
+                          removed) and criterion, or null
+``target_speedup``        the speedup a latency plan pruned for, or null
 ``strategy``              fine-tuning strategy (``supervised``, ``school``, ...), or null
 ``finetune_data``         what fine-tuning saw: ``none``, ``train:<source>`` (training images,
                           disjoint from the test images) or ``test`` (test-time adaptation)
@@ -144,6 +146,7 @@ class Record(BaseModel):
     conditions: Optional[Conditions] = None
     parent: Optional[str] = None
     ratio: Optional[float] = Field(None, ge=0, lt=1)
+    target_speedup: Optional[float] = Field(None, gt=1)
     importance: Optional[str] = None
     strategy: Optional[str] = None
     finetune_data: Optional[str] = None
@@ -410,7 +413,8 @@ def int8_record(source: dict, report: dict, name: str, backend: str) -> dict:
     quantized = {"source": source["name"], "format": report["format"], "quantized_convs": report["quantized_convs"],
                  "calibration": report["calibration"], "onnx_baseline": report["onnx_baseline"],
                  "float": ev["float"] if ev else None, "psnr_loss_db": ev["psnr_loss_db"] if ev else None}
-    keep = ("family", "sharing", "role", "params", "macs", "ratio", "importance", "strategy", "finetune_data", "widths")
+    keep = ("family", "sharing", "role", "params", "macs", "ratio", "target_speedup", "importance", "strategy",
+            "finetune_data", "widths")
     return {**{k: source.get(k) for k in keep}, "name": name,
             "parent": source.get("parent") or (source["name"] if source["role"] == "unpruned" else None),
             "conditions": conditions, "evaluation": evaluation, "latency": [latency], "peak_mem_mb": None,

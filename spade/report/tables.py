@@ -12,12 +12,13 @@ import math
 
 import pandas as pd
 
-COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "importance", "strategy", "finetune_data",
-           "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "pruned_psnr", "recovered", "params", "macs", "macs_reduction",
-           "peak_mem_mb", "precision", "float_psnr", "backend", "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock",
-           "speedup_vs_unpruned", "speedup_vs_unpruned_low", "speedup_vs_unpruned_high", "speedup_vs_recursive",
-           "speedup_vs_recursive_low", "speedup_vs_recursive_high", "recursive", "flags", "threads", "batch",
-           "input_shape", "device", "hardware", "allocator", "torch", "load_average", "error", "model_file"]
+COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "target_speedup", "importance", "strategy",
+           "finetune_data", "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "pruned_psnr",
+           "recovered", "params", "macs", "macs_reduction", "peak_mem_mb", "precision", "float_psnr", "backend",
+           "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock", "speedup_vs_unpruned",
+           "speedup_vs_unpruned_low", "speedup_vs_unpruned_high", "speedup_vs_recursive", "speedup_vs_recursive_low",
+           "speedup_vs_recursive_high", "recursive", "flags", "threads", "batch", "input_shape", "device", "hardware",
+           "allocator", "torch", "load_average", "error", "model_file"]
 
 
 def reference_unpruned(record: dict, records: list[dict]) -> dict | None:
@@ -72,7 +73,8 @@ def frame(records: list[dict]) -> pd.DataFrame:
         ref_ev = (ref.get("evaluation") or {}) if ref is not None else {}
         same_data = (ref_ev.get("dataset"), ref_ev.get("protocol")) == (ev.get("dataset"), ev.get("protocol"))
         base = {"model": r["name"], "family": r["family"], "sharing": r["sharing"], "role": r["role"],
-                "parent": r.get("parent"), "ratio": r.get("ratio"), "importance": r.get("importance"),
+                "parent": r.get("parent"), "ratio": r.get("ratio"), "target_speedup": r.get("target_speedup"),
+                "importance": r.get("importance"),
                 "strategy": r.get("strategy"), "finetune_data": r.get("finetune_data") or "none", "dataset": ev.get("dataset"),
                 "protocol": ev.get("protocol"), "n_images": ev.get("n_images"), "psnr": ev.get("psnr"),
                 "ssim": ev.get("ssim"), "init_psnr": ev.get("init_psnr"), "pruned_psnr": start_psnr,
