@@ -90,3 +90,7 @@ def test_quality_recovered_is_the_share_of_the_pruning_loss_won_back():
     assert abs(df.loc["p50-school", "recovered"] - (31.72 - 29.0) / (32.44 - 29.0)) < 1e-12
     assert math.isnan(df.loc["p75-school", "recovered"]) and math.isnan(df.loc["u", "recovered"])
     assert readout.row(df.reset_index().iloc[2])["recovered"] == "79%"
+    lossless = rec("p10", "pruned", 300, 32.42, 1.2, [1.1, 1.3], ratio=0.1)  # 0.02 dB lost: nothing to recover
+    tuned = rec("p10-school", "pruned", 300, 32.44, 1.2, [1.1, 1.3], ratio=0.1, strategy="school")
+    slight = frame([RECORDS[0], lossless, tuned]).set_index("model")
+    assert slight.loc["p10-school", "pruned_psnr"] == 32.42 and math.isnan(slight.loc["p10-school", "recovered"])

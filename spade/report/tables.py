@@ -46,10 +46,16 @@ def pruned_start(record: dict, records: list[dict]) -> dict | None:
     return None
 
 
+#: a pruning loss below this (dB) leaves nothing to recover: the share would divide by noise
+MIN_LOSS_DB = 0.05
+
+
 def recovered(psnr, start, unpruned) -> float:
     """Share of the quality lost by pruning that fine-tuning won back:
-    ``(psnr - start) / (unpruned - start)`` (NaN when pruning lost nothing or a value is missing)."""
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (psnr, start, unpruned)) or unpruned <= start:
+    ``(psnr - start) / (unpruned - start)`` (NaN when pruning lost less than
+    :data:`MIN_LOSS_DB` or a value is missing)."""
+    if (any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (psnr, start, unpruned))
+            or unpruned - start < MIN_LOSS_DB):
         return math.nan
     return (psnr - start) / (unpruned - start)
 
