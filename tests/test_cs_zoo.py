@@ -204,3 +204,11 @@ def test_a_recursive_network_starts_from_its_untied_teacher():
         create_model("ista-net-plus", channels=16, sharing="recursive", stages=3, recursions=3).inherit_blocks(teacher)
     with pytest.raises(SpadeError, match="cannot start from"):
         create_model("coast", iterations=2, channels=8).inherit_blocks(teacher)
+
+
+def test_a_recursive_network_runs_in_double_precision():
+    model = create_model("ista-net-plus", channels=4, sharing="recursive", stages=2, recursions=2).double().eval()
+    physics = BlockCS.gaussian(0.25, seed=0).to(torch.float64)
+    y = physics.A(torch.rand(1, 1, 33, 33, dtype=torch.float64))
+    with torch.no_grad():
+        assert model(y, physics).dtype == torch.float64

@@ -122,16 +122,17 @@ class Sharing(nn.Module):
                 f"this network is conditioned on {self.cond_inputs} value(s) (e.g. the sampling ratio): pass cond")
         static = None
         if self.modulation is not None:
-            device = next(self.modulation.parameters()).device
+            weight = next(self.modulation.parameters())
+            device, dtype = weight.device, weight.dtype
             if self.mode != "recursive":
-                static = self.modulation(cond.reshape(-1).to(device))
+                static = self.modulation(cond.reshape(-1).to(device, dtype))
         for s, r in enumerate(counts):
             block = self.blocks[s] if self.mode != "tied" else self.blocks[0]
             for _ in range(r):
                 index += 1
                 if self.mode == "recursive":
                     position = torch.tensor([total / self.max_iterations, index / self.max_iterations],
-                                            device=device)
+                                            device=device, dtype=dtype)
                     c = position if cond is None else torch.cat([cond.reshape(-1).to(position), position])
                     steps.append((block, self.modulation(c)))
                 else:
