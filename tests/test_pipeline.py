@@ -164,6 +164,7 @@ def test_resume_accepts_changes_to_stages_not_run_yet(files, capsys):
     (("speedup = 1.01", "speedup = 0.5"), "[budget] speedup = 0.5"),
     (("rounds = 1", "rounds = 0"), "[profile] rounds = 0 must be a whole number >= 1"),
     (("side = 66", "side = 66\nbreakdown = \"yes\""), "[profile] breakdown = 'yes': give true or false"),
+    (("side = 66", "side = 66\ntolerance = -1"), "[profile] tolerance = -1: give the largest"),
     (("title = \"tiny\"", "title = [1"), "is not valid TOML"),
     # the engine's own schema checks every strategy's settings before anything is written
     (("patch = 33\n[finetune.supervised]", "clip = -1\npatch = 33\n[finetune.supervised]"), "clip = -1 must be"),
@@ -327,6 +328,7 @@ def test_latency_targets_prune_to_a_planned_speedup_and_are_reported_as_such(fil
     """``speedups = [1.2]``: a model pruned by a latency plan (table in OUT), fine-tuned like
     the ratios' models, its rows naming the target and the share of channels it removed."""
     text = (files / "recipe.toml").read_text().replace("ratios = [0.5]", "ratios = []\nspeedups = [1.2]")
+    text = text.replace("side = 66", "side = 66\ntolerance = 0.002")  # passed on to the backends' check
     (files / "recipe.toml").write_text(text.replace('["supervised", "school", "self-supervised"]', '["school"]'))
     assert _run(files) == 0
     out = files / "out"
@@ -338,6 +340,8 @@ def test_latency_targets_prune_to_a_planned_speedup_and_are_reported_as_such(fil
     assert (df.loc[["tiny-s120", "tiny-s120-school"], "ratio"] == spec["ratio"]).all()
     assert df.loc["tiny-s120-school", "pruned_psnr"] == df.loc["tiny-s120", "psnr"]
     assert "1.2× latency plan" in (files / "report" / "summary.md").read_text()
+    records = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
+    assert {r["conditions"]["tolerance"] for r in records} == {0.002}
 
 
 def test_a_file_that_is_not_a_model_is_refused_before_anything_is_written(files, capsys):

@@ -65,6 +65,9 @@ def test_trust_warns_under_load_and_lists_flags():
     loaded = readout.trust([rec("u", "unpruned", 400, 32.0, 1.0, [1, 1], cond=busy)])
     assert "load average up to 4.6 on 2 CPUs" in loaded["warning"]
     assert loaded["clocks"] == ["cpu time: load average 4.6 above the 2 CPUs"]
+    checked = dict(COND, tolerance=0.002)
+    assert readout.conditions([rec("u", "unpruned", 400, 32.0, 1.0, [1, 1], cond=checked)])[0].endswith(
+        "; every backend's output within 0.002 × max(1, max |eager|) of eager's")
     assert readout.conditions(RECORDS) == [
         "cpu X; device cpu; 2 thread(s); batch 1; torch 2.x; allocator: pinned; 15 paired rounds (15 asked, at most "
         "45), blocks of ≥ 1 s"]

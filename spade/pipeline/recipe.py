@@ -50,7 +50,8 @@ or start with ``$SPADE_BENCH_DATA/`` for files under the benchmark data root (RE
     [finetune.supervised]  # per-strategy overrides of the same keys
     steps = 200
 
-    [profile]              # backends, threads, rounds, min_run_time, batch, side
+    [profile]              # backends, threads, rounds, min_run_time, batch, side, tolerance (of a
+                           # backend's output against eager, relative: default 1e-3)
     # breakdown = true     where the eager time goes (convs, physics, glue, layout) per architecture
     [quantize]             # INT8 priors on ONNX Runtime (spade quantize), physics in float
     models = "pruned"      # "pruned" (every pruned model) or "all" (the unpruned / recursive ones too)
@@ -76,7 +77,7 @@ from ..finetune.strategies import build_strategies, parse_spec
 from ..jobs.finetuning import strategy_options
 from ..limits import check_count
 from ..models import get_family, is_factory, split_source
-from ..profile import BACKENDS
+from ..profile import BACKENDS, TOLERANCE
 from ..profile.onnx_export import require_onnx
 from ..profile.quantize import INT8_BACKEND
 from ..prune import CRITERIA
@@ -99,7 +100,7 @@ FINETUNE = {"strategies"} | TRAINING
 #: recipe keys that are strategy options, not TrainConfig fields; the recipe's noise is TrainConfig.noise_level
 OPTIONS = ("loss", "iterates", "transforms", "test_time")
 OPTION_OWNERS = {"loss": {"supervised", "school"}, "iterates": {"school"}, "transforms": {"self-supervised"}}
-PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side", "breakdown"}
+PROFILE = {"backends", "threads", "rounds", "min_run_time", "batch", "side", "breakdown", "tolerance"}
 QUANTIZE = {"models", "samples", "data", "rounds", "min_run_time"}
 QUANTIZE_MODELS = ("pruned", "all")
 BUDGET = {"speedup", "backend"}
@@ -342,6 +343,10 @@ def _profile(raw: dict) -> dict:
             _int(profile[key], f"[profile] {key}")
     if "min_run_time" in profile:
         _number(profile["min_run_time"], "[profile] min_run_time", 0.0, 60.0)
+    tolerance = profile.setdefault("tolerance", TOLERANCE)
+    require(isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 <= tolerance < 1,
+            f"[profile] tolerance = {tolerance!r}: give the largest max |backend - eager| / max(1, max |eager|) "
+            f"accepted, in [0, 1) (default {TOLERANCE:g})")
     breakdown = profile.setdefault("breakdown", False)
     require(isinstance(breakdown, bool), f"[profile] breakdown = {breakdown!r}: give true or false")
     return profile

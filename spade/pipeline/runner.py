@@ -442,7 +442,8 @@ class Pipeline:
         began = time.monotonic()
         collect_run(results, entries, data=None, backends=prof["backends"], threads=prof.get("threads", 2),
                     batch=prof.get("batch", 1), side=prof.get("side"), rounds=prof.get("rounds", 15),
-                    min_run_time=prof.get("min_run_time", 1.0), title=self.recipe["title"], quantized=quantized,
+                    min_run_time=prof.get("min_run_time", 1.0), tolerance=prof["tolerance"], title=self.recipe["title"],
+                    quantized=quantized,
                     breakdown=prof["breakdown"], log=lambda msg: self.log(f"  {msg}"), progress=self.progress)
         self.eta.finished(unit, time.monotonic() - began)
         return results

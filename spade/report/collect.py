@@ -22,7 +22,7 @@ from ..evaluation import PROTOCOLS, evaluate
 from ..fileio import atomic_path
 from ..models import OwnModel, count_parameters, get_family, is_factory, load_model, model_names
 from ..physics.mri import magnitude
-from ..profile import profile_models, role_of
+from ..profile import TOLERANCE, profile_models, role_of
 from ..prune import load_own
 from ..profile.breakdown import breakdown_models
 from ..profile.quantize import INT8_BACKEND
@@ -55,7 +55,7 @@ def sample_arrays(protocol: str, arrays: dict) -> tuple[np.ndarray, np.ndarray, 
 
 def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str | None, protocol: str | None = None,
                 backends: list[str] = ("eager",), threads: int = 2, batch: int = 1, side: int | None = None,
-                rounds: int = 15, min_run_time: float = 1.0, title: str | None = None,
+                rounds: int = 15, min_run_time: float = 1.0, tolerance: float = TOLERANCE, title: str | None = None,
                 quantized: list[dict] = (), breakdown: bool = False,
                 log: Callable[[str], None] = lambda msg: None, progress: bool = True) -> list[dict]:
     """Evaluate and profile model files into a new run directory; returns the records.
@@ -109,7 +109,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         profiles[fam] = profile_models([own.get(e["path"], e["path"]) for e in group], backends=backends, batch=batch,
                                        threads=threads,
                                        side=side, baseline=None if base is None else base["path"], rounds=rounds,
-                                       min_run_time=min_run_time, log=log, progress=progress)
+                                       min_run_time=min_run_time, tolerance=tolerance, log=log, progress=progress)
     parts: dict[str, dict] = {}
     if breakdown:
         for fam in families:

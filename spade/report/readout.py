@@ -131,6 +131,8 @@ def conditions(records: list[dict]) -> list[str]:
         if timing.get("rounds"):
             line += (f"; {timing['rounds']} paired rounds ({timer.get('rounds')} asked, at most "
                      f"{timer.get('max_rounds')}), blocks of ≥ {timer.get('min_run_time_s', 0):g} s")
+        if c.get("tolerance") is not None:
+            line += f"; every backend's output within {c['tolerance']:g} × max(1, max |eager|) of eager's"
         if line not in lines:
             lines.append(line)
     return lines

@@ -104,6 +104,7 @@ class Conditions(_Open):
     timing: Optional[dict] = None
     load_average: Optional[dict] = None
     macs_counter: Optional[str] = None
+    tolerance: Optional[float] = None  #: max |backend - eager| / max(1, max |eager|) accepted
 
 
 class Latency(_Open):
@@ -362,7 +363,8 @@ def conditions_from_profile(profile: dict, entry: dict) -> dict:
     return {"threads": profile["threads"], "batch": profile["batch"], "input_shape": entry["input_shape"],
             "device": profile["device"], "hardware": profile["hardware"], "torch": profile["torch"],
             "allocator": profile["allocator"]["description"], "timer": profile["timer"], "timing": profile["timing"],
-            "load_average": profile.get("load_average"), "macs_counter": profile["macs_counter"]}
+            "load_average": profile.get("load_average"), "macs_counter": profile["macs_counter"],
+            "tolerance": profile["tolerance"]}
 
 
 def latency_from_profile(profile: dict, model: str) -> list[dict]:
