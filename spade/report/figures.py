@@ -28,6 +28,12 @@ PART_COLORS = {"convs": "tab:blue", "physics": "tab:green", "glue": "tab:orange"
 MAX_SAMPLES = 8
 
 
+def _tag(r: pd.Series) -> str:
+    """A pruned point's label: its ratio, and the latency target that chose its widths."""
+    target = r.get("target_speedup")
+    return f"{r['ratio']:.2f}" + ("" if target is None or target != target else f" ({target:g}× plan)")
+
+
 def _footer(fig: Figure, df: pd.DataFrame, protocols: list[str] = ()) -> None:
     lines = conditions_lines(df) if len(df) else []
     if protocols:
@@ -81,8 +87,7 @@ def pareto(df: pd.DataFrame) -> Figure:
                 ax.scatter(r["median_ms"], r["psnr"], marker="x", s=140, color="red", zorder=4,
                            label="implausible timing (not ranked)")
             if r["role"] == "pruned" and r["ratio"] == r["ratio"] and r["ratio"] is not None:
-                ax.annotate(f"{r['ratio']:.2f}", (r["median_ms"], r["psnr"]), textcoords="offset points",
-                            xytext=(5, 4), fontsize=8)
+                ax.annotate(_tag(r), (r["median_ms"], r["psnr"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ordered = g.sort_values("median_ms")
         front = ordered[ordered["psnr"] > ordered["psnr"].cummax().shift(fill_value=-math.inf)]
         ax.step(front["median_ms"], front["psnr"], where="post", color="0.5", ls="--", lw=1, label="Pareto front")
@@ -158,7 +163,7 @@ def speedup_vs_macs(df: pd.DataFrame) -> Figure:
                        zorder=4, label="implausible timing (not ranked)")
         placed: list[tuple[float, float]] = []
         for _, r in g.iterrows():
-            tag = f"{r['ratio']:.2f}" if r["ratio"] == r["ratio"] and r["ratio"] is not None else r["model"]
+            tag = _tag(r) if r["ratio"] == r["ratio"] and r["ratio"] is not None else r["model"]
             xy = (r["macs_reduction"], r["speedup_vs_unpruned"])
             dy = 4 + 9 * sum(1 for p in placed if abs(p[0] - xy[0]) < 0.05 * xy[0] and abs(p[1] - xy[1]) < 0.08 * xy[1])
             placed.append(xy)
