@@ -143,7 +143,7 @@ class Pipeline:
                 units.append(Unit("distill", m["name"], m["distill"]["train"].steps, target=self._path(m["name"])))
             elif "import" in m:
                 units.append(Unit("import", m["name"], target=self._path(m["name"])))
-        p, q = self.recipe["prune"], self.recipe["quantize"]
+        q = self.recipe["quantize"]
         int8 = [m["name"] for m in self.recipe["models"]] if q and q["models"] == "all" else []
         for m in self._unpruned():
             own = "function" in m
