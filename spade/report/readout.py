@@ -181,8 +181,8 @@ def findings(df: pd.DataFrame) -> list[str]:
             if b.empty:
                 continue
             b = b.iloc[0]
-            pruned = gb[(gb["role"] == "pruned") & gb["speedup_vs_unpruned"].notna()
-                    & ~gb["flags"].map(implausible)]
+            ranked = ~gb["flags"].map(implausible)
+            pruned = gb[(gb["role"] == "pruned") & gb["speedup_vs_unpruned"].notna() & ranked]
             text = [f"{dataset} ({protocol}, {backend}): the unpruned {b['model']} scores {db(b['psnr'])}."]
             for budget in BUDGETS:
                 meet = pruned[pruned["speedup_vs_unpruned_low"].fillna(pruned["speedup_vs_unpruned"]) >= budget]
