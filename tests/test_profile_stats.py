@@ -8,6 +8,7 @@ import pytest
 
 from spade.profile.latency import PairedRounds, Timing
 from spade.profile.stats import beyond_macs, median_interval, paired_ratios, paired_speedup, twins_disagree
+from spade.profile import trust
 from spade.profile.trust import choose_clock, implausible, speedups
 from spade.report import readout
 
@@ -155,4 +156,6 @@ def test_a_pair_still_too_noisy_is_flagged_once_with_its_own_reference(monkeypat
                                  min_run_time=0.0)
     (flag,) = verdict.flags["b|eager"]
     assert flag.startswith("too noisy against c: interval 1.00-3.00")
+    # the report reads this flag as "noisy, still ranked", and any other flag as implausible
+    assert trust.NOISY == readout.NOISY
     assert not readout.implausible(flag) and readout.implausible(f"{flag}; speedup 9.00x exceeds the MACs cut 4.00x")
