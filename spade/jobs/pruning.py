@@ -16,7 +16,7 @@ from ..prune import history_of, load_own, prune, write_pruned
 from ..prune.api import check_settings
 from ..prune.calls import tensors_of
 from ..prune.data import measurement_batches
-from .latency_budget import LatencyTarget, planned_widths
+from .latency_budget import LatencyTarget, PlannedPrune, planned_widths
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths", "physics", "pruning")
@@ -63,11 +63,13 @@ class PruneJob:
         return self.data is not None if self.reconstruct is None else bool(self.reconstruct)
 
 
-def removed_share(groups: dict[str, list[int]]) -> float:
-    """The share of the prunable channels a plan removed, over every group ``[before, after]``
-    (a latency plan's counterpart of a uniform ratio)."""
+def _planned(plan: PlannedPrune, model, pruned, physics, y, groups: dict[str, list[int]]) -> dict:
+    """The spec entries of a latency-planned prune: the plan with both models timed
+    (``latency_plan``) and, as ``ratio``, the share of the prunable channels it removed over
+    every group ``[before, after]`` (a plan's counterpart of a uniform ratio)."""
     before = sum(b for b, _ in groups.values())
-    return round(1 - sum(a for _, a in groups.values()) / before, 4) if before else 0.0
+    share = round(1 - sum(a for _, a in groups.values()) / before, 4) if before else 0.0
+    return {"latency_plan": plan.measured(model, pruned, physics, y), "ratio": share}
 
 
 def _batches(job: PruneJob, model, physics, spec: dict, device) -> list | None:
@@ -102,8 +104,7 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": list(x.shape),
              "macs_counter": MACS_COUNTER}
     if plan is not None:
-        entry["latency_plan"] = plan.measured(loaded.model, pruned, physics, y)
-        entry["ratio"] = removed_share(record.groups)
+        entry.update(_planned(plan, loaded.model, pruned, physics, y, record.groups))
     if loaded.spec.get("pruning"):
         entry["previous"] = loaded.spec["pruning"]
     save_model(job.out, pruned, physics, pruning=entry, **extras)
@@ -140,8 +141,7 @@ def _prune_own_model(job: PruneJob, device) -> dict:
     entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": shape,
              "macs_counter": MACS_COUNTER}
     if plan is not None:
-        entry["latency_plan"] = plan.measured(own.model, pruned, physics, y)
-        entry["ratio"] = removed_share(record.groups)
+        entry.update(_planned(plan, own.model, pruned, physics, y, record.groups))
     if own.spec.get("pruning"):
         entry["previous"] = own.spec["pruning"]
     info = {"source": factory, "pruning": entry,

@@ -319,11 +319,9 @@ class Pipeline:
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
             what = f"to {speedup:g}x faster" if speedup else f"at {ratio}"
             pruned = self._stage(f"prune {self._label(source)} {what}", out, lambda: prune_file(job, self.device))
-            if speedup:  # the share of channels the plan removed
-                source_of = self._source(m, pruned)
-                ratio = (load_own(source_of) if is_factory(source_of) else load_model(pruned)).spec["pruning"]["ratio"]
-            base = {"parent": m["name"], "ratio": ratio, "importance": p["importance"], "data": m["test"],
-                    "protocol": m["protocol"], "target_speedup": speedup}
+            base = {"parent": m["name"], "importance": p["importance"], "data": m["test"], "protocol": m["protocol"]}
+            if not speedup:  # a plan's share of channels removed and its target: read from the spec when collected
+                base["ratio"] = ratio
             entries.append({**base, "path": self._source(m, pruned), "name": name, "role": "pruned", "strategy": None,
                             "finetune_data": source_data})
             for i, (strategy, settings) in enumerate(strategies.items()):

@@ -63,8 +63,8 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
     ``models``: paths (or a user's ``MODULE:FUNCTION[@FILE]``, see
     :mod:`spade.models.adapter`), or dicts ``{"path", "name"?, "role"?, "parent"?, "ratio"?,
     "importance"?, "strategy"?, "data"?, "protocol"?}`` overriding what the spec says
-    (role from the sharing mode and resized layers, ratio/importance from
-    ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
+    (role from the sharing mode and resized layers, ratio/importance and a latency plan's
+    target_speedup from ``spec["pruning"]``, strategy from ``spec["finetuning"]``) and the run's ``data`` /
     ``protocol`` (per-model test images). ``quantized``: ``{"source", "name", "report"}``
     of INT8 models (``spade.profile.quantize.quantize_file`` reports of models in
     ``models``), each added as a record after its float source
