@@ -333,13 +333,19 @@ def test_latency_targets_prune_to_a_planned_speedup_and_are_reported_as_such(fil
     assert _run(files) == 0
     out = files / "out"
     spec = load_model(out / "models" / "tiny-s120.spade").spec["pruning"]
-    assert spec["latency_plan"]["target_speedup"] == 1.2 and 0 < spec["ratio"] < 1
+    search = spec["latency_plan"]["depth_search"]
+    assert spec["latency_plan"]["target_speedup"] == 1.2 and search["searched"]  # training images: depth planned too
+    removed = len((spec["depth"] or {}).get("removed") or [])
+    assert removed == search["chosen"] and (0 < spec["ratio"] < 1 or removed)
     assert (out / "latency-table.json").is_file()
     df = pd.read_csv(files / "report" / "results.csv").set_index("model")
     assert (df.loc[["tiny-s120", "tiny-s120-school"], "target_speedup"] == 1.2).all()
     assert (df.loc[["tiny-s120", "tiny-s120-school"], "ratio"] == spec["ratio"]).all()
+    assert (df.loc[["tiny-s120", "tiny-s120-school"], "units_removed"] == removed).all()
     assert df.loc["tiny-s120-school", "pruned_psnr"] == df.loc["tiny-s120", "psnr"]
-    assert "1.2× latency plan" in (files / "report" / "summary.md").read_text()
+    summary = (files / "report" / "summary.md").read_text()
+    assert "1.2× latency plan" in summary
+    assert (f"{spec['ratio']:.2f}, 1 iteration removed (" in summary) == (removed == 1)
     records = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
     assert {r["conditions"]["tolerance"] for r in records} == {0.002}
 

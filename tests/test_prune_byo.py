@@ -116,3 +116,16 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     # --- end of the README example ---
     assert torch.equal(again(kspace, mask), small(kspace, mask))
     assert small.denoisers[0].body[0].out_channels == 16 and small.denoisers[0].body[4].out_channels == 2
+
+
+def test_depth_refit_on_a_list_of_cascades(tmp_path):
+    torch.manual_seed(0)
+    net = VarNetLite().eval()
+    inputs = example_inputs()
+    data = [(example_inputs(seed=s), net(*example_inputs(seed=s)).detach()) for s in range(2)]
+    small, record = spade.prune(net, inputs, ratio=0.0, depth=[0], data=data, reconstruct=True)
+    before, after = record.depth["refit"]["units"]["0 (was 1)"]
+    assert after < before and len(small.cascades) == 2
+    spade.prune.save_pruned(tmp_path / "deep.pt", small, record)
+    restored = spade.prune.load_pruned(tmp_path / "deep.pt", VarNetLite(), inputs)
+    assert torch.equal(restored.eval()(*inputs), small.eval()(*inputs))

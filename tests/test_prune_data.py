@@ -75,3 +75,54 @@ def test_depth_tied_needs_no_data(setup):
         spade.prune(ista("tied", phases=5), (y, physics), ratio=0.0, depth=5)
     with pytest.raises(SpadeError, match="on data"):
         spade.prune(ista("untied"), (y, physics), ratio=0.0, depth=1)
+
+
+def _unit_error(model, unit, reference, ref_unit, batches):
+    """Relative squared error of ``unit``'s output against ``ref_unit``'s, over the batches."""
+    num = den = 0.0
+    for (inputs, _) in batches:
+        outs = []
+        for net, block in ((model, unit), (reference, ref_unit)):
+            seen = []
+            handle = block.register_forward_hook(lambda _m, _a, out: seen.append(out[0].detach()))
+            with torch.no_grad():
+                net(*inputs)
+            handle.remove()
+            outs.append(seen[0])
+        num += float(((outs[0] - outs[1]) ** 2).sum())
+        den += float((outs[1] ** 2).sum())
+    return num / den
+
+
+def test_depth_refit_fits_the_unit_after_a_removed_one_to_the_unit_it_follows(setup):
+    physics, y, batches = setup
+    torch.manual_seed(0)
+    model = ista("untied", phases=4)
+    plain, _ = spade.prune(model, (y, physics), ratio=0.0, depth=[1], data=batches)
+    fitted, record = spade.prune(model, (y, physics), ratio=0.0, depth=[1], data=batches, reconstruct=True)
+    assert record.depth["removed"] == [1] and list(record.depth["refit"]["units"]) == ["1 (was 2)"]
+    before, after = record.depth["refit"]["units"]["1 (was 2)"]
+    # the recorded errors are what the units really do: block 1 of the pruned model against block 2 of the unpruned
+    assert _unit_error(plain, plain.sharing.blocks[1], model, model.sharing.blocks[2], batches) == pytest.approx(before)
+    assert _unit_error(fitted, fitted.sharing.blocks[1], model, model.sharing.blocks[2], batches) == \
+        pytest.approx(after, rel=1e-4)
+    assert after < 0.9 * before
+    for j in (0, 2):  # only the unit after the removed one was re-fitted
+        assert all(torch.equal(a, b) for a, b in zip(plain.sharing.blocks[j].parameters(),
+                                                     fitted.sharing.blocks[j].parameters()))
+    assert record.depth["psnr_after"] is not None
+    assert all(p.requires_grad for p in fitted.parameters())  # the re-fit leaves the model trainable
+
+
+def test_depth_refit_skips_shared_blocks_with_a_reason(setup):
+    physics, y, batches = setup
+    _, record = spade.prune(ista("recursive"), (y, physics), ratio=0.0, depth=[0], data=batches, reconstruct=True)
+    assert record.depth["refit"]["units"] == {} and "not modules of their own" in record.depth["refit"]["skipped"]
+
+
+def test_listed_units_are_removed_without_ranking(setup):
+    physics, y, _ = setup
+    small, record = spade.prune(ista("untied", phases=4), (y, physics), ratio=0.0, depth=[3, 0])
+    assert record.depth["removed"] == [0, 3] and small.config["phases"] == 2 and record.depth["psnr_drop"] == {}
+    with pytest.raises(SpadeError, match="indices in 0..3"):
+        spade.prune(ista("untied", phases=4), (y, physics), ratio=0.0, depth=[4])

@@ -7,11 +7,16 @@ import pytest
 import torch
 
 from spade.cli import main
+from spade.data import load_images
 from spade.errors import SpadeError
 from spade.jobs import PruneJob, prune_file
 from spade.jobs.latency_budget import LatencyTarget
+from spade.models import create_model, load_model, save_model
 from spade.models.io import read_spec
+from spade.physics import BlockCS
 from spade.prune import latency
+from spade.prune.data import measurement_batches
+from spade.prune.depth import psnr_on
 from spade.prune.latency import ConvSpec, GroupSpec, candidates, plan_widths, predict
 from tiny_nets import one_thread, tiny  # noqa: F401  (fixtures)
 
@@ -114,11 +119,55 @@ def test_target_speedup_writes_plan(tiny, tmp_path):
     assert all(kept[g] == w for g, w in plan["widths"].items())  # the pruner applied the plan
 
 
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory):
+    """A 4-phase, 16-channel ISTA-Net+ CS model file."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("deep") / "deep.spade"
+    save_model(path, create_model("ista-net-plus", phases=4, channels=16), BlockCS.gaussian(0.25), protocol="ista-cs")
+    return path
+
+
+def test_a_plan_with_data_chooses_depth_and_widths_by_calibration_psnr(deep, tmp_path):
+    out = tmp_path / "p.spade"
+    target = LatencyTarget(speedup=1.7, table=str(tmp_path / "t.json"), rounds=1, min_run_time=0.02)
+    summary = prune_file(PruneJob(str(deep), str(out), 0.0, latency=target, importance="taylor", data="embedded",
+                                  samples=2, crop=66))
+    search = summary["latency_plan"]["depth_search"]
+    assert search["searched"] and search["unit"] == "iteration" and search["tried"][0]["depth"] == 0
+    scored = [t for t in search["tried"] if "psnr" in t]
+    best = max(scored, key=lambda t: t["psnr"])
+    assert search["chosen"] == best["depth"]
+    assert [t["depth"] for t in search["tried"]] == list(range(len(search["tried"])))
+    assert all(t["width_moves"] > 0 for t in scored[:-1])  # the search stops at the first depth that needs no cut
+    removed = (summary["depth"] or {}).get("removed", [])
+    assert removed == best["removed"] and len(removed) == best["depth"]
+    loaded = load_model(out)
+    assert loaded.model.config["phases"] == 4 - best["depth"]
+    assert loaded.spec["pruning"]["latency_plan"]["depth_search"] == search
+    # the calibration PSNR recorded for the kept candidate is the written model's
+    physics = loaded.physics
+    images = [im.centre_crop(66) for im in load_images("embedded", "y")]
+    batches = measurement_batches(physics, images, "ista-cs", 2, 0, "cpu")
+    assert psnr_on(loaded.model, batches) == pytest.approx(best["psnr"], abs=1e-3)
+
+
+def test_widths_only_keeps_every_iteration(deep, tmp_path):
+    out = tmp_path / "w.spade"
+    target = LatencyTarget(speedup=1.3, rounds=1, min_run_time=0.02, depth=False)
+    summary = prune_file(PruneJob(str(deep), str(out), 0.0, latency=target, importance="taylor", data="embedded",
+                                  samples=2, crop=66))
+    assert summary["depth"] is None and summary["latency_plan"]["depth_search"] == {"searched": False,
+                                                                                    "why": "not asked"}
+    assert load_model(out).model.config["phases"] == 4
+
+
 @pytest.mark.parametrize("args, message", [
     (["--ratio", "0.5", "--target-speedup", "2"], "not both"),
     (["--target-speedup", "0.5"], "> 1"),
     (["--target-ms", "-1"], "positive"),
-    (["--ratio", "0.5", "--latency-table", "t.json"], "--latency-table goes with"),
+    (["--ratio", "0.5", "--latency-table", "t.json"], "--latency-table and --widths-only go with"),
+    (["--ratio", "0.5", "--widths-only"], "--latency-table and --widths-only go with"),
     ([], "give --ratio"),
 ])
 def test_cli_bad_budget_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, args, message):
@@ -127,3 +176,12 @@ def test_cli_bad_budget_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, a
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not out.exists()
+
+
+def test_cli_prints_the_depth_search(deep, tmp_path, capsys):
+    out = tmp_path / "c.spade"
+    assert main(["prune", str(deep), "--target-speedup", "1.7", "--importance", "taylor", "--data", "embedded",
+                 "--samples", "2", "--crop", "66", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "iterations removed -> PSNR on the calibration data (unpruned" in text and "; kept " in text
+    assert out.exists()

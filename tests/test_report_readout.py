@@ -97,3 +97,13 @@ def test_quality_recovered_is_the_share_of_the_pruning_loss_won_back():
     tuned = rec("p10-school", "pruned", 300, 32.44, 1.2, [1.1, 1.3], ratio=0.1, strategy="school")
     slight = frame([RECORDS[0], lossless, tuned]).set_index("model")
     assert slight.loc["p10-school", "pruned_psnr"] == 32.42 and math.isnan(slight.loc["p10-school", "recovered"])
+
+
+def test_the_pruning_cell_names_removed_iterations():
+    records = [rec("u", "unpruned", 400, 32.44, 1.0, [1.0, 1.0])]
+    for i, (target, units) in enumerate(((1.5, 2), (None, 1), (None, 0), (None, None))):
+        records.append({**rec(f"p{i}", "pruned", 100, 31.8, 1.5, [1.4, 1.6], ratio=0.12),
+                        "importance": "taylor", "target_speedup": target, "units_removed": units})
+    cells = [readout.row(r)["pruning"] for _, r in frame(records).iloc[1:].iterrows()]
+    assert cells == ["0.12, 2 iterations removed (taylor, 1.5× latency plan)", "0.12, 1 iteration removed (taylor)",
+                     "0.12 (taylor)", "0.12 (taylor)"]

@@ -23,11 +23,14 @@ def add_arguments(p):
     p.add_argument("--ratio", type=float, help="fraction of prunable channels to remove, in [0, 1)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-speedup", type=float, metavar="S",
-                        help="instead of --ratio: choose per-group widths from a measured latency table so the "
-                             "pruned model runs S times faster (spade.prune.latency)")
+                        help="instead of --ratio: choose per-group widths (and, with --data, how many iterations "
+                             "to keep) from a measured latency table so the pruned model runs S times faster "
+                             "(spade.prune.latency)")
     budget.add_argument("--target-ms", type=float, metavar="T", help="instead of --ratio: a budget of T ms per call")
     p.add_argument("--latency-table", metavar="FILE",
                    help="latency table to read and extend (cached per CPU, backend, threads, torch version)")
+    p.add_argument("--widths-only", action="store_true",
+                   help="with a latency target: keep every iteration and plan the widths alone")
     p.add_argument("--threads", type=positive_int, default=1, help="threads the latency budget is measured with "
                                                                    "(default 1)")
     p.add_argument("--importance", default="l1", help=f"channel criterion: {', '.join(CRITERIA)} (default l1)")
@@ -45,7 +48,9 @@ def add_arguments(p):
                         "ranking and reconstruction cheap on large training images)")
     p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
                    help="re-fit the pruned layers so that their outputs match the unpruned model's on the --data "
-                        "measurements (closed-form least squares, no labels; default: on when --data is given)")
+                        "measurements (closed-form least squares, no labels; after --depth, the iteration after "
+                        "each removed one is re-fitted to the unpruned one's output; default: on when --data is "
+                        "given)")
     p.add_argument("--ridge", type=float, default=1e-3, help="ridge of the re-fit, relative (default 1e-3)")
     p.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                    help="modules or parameters (dotted names) whose channels must stay")
@@ -63,8 +68,10 @@ def run(args) -> int:
     budgeted = args.target_speedup is not None or args.target_ms is not None
     require(budgeted != (args.ratio is not None), "give --ratio R or a latency target (--target-speedup S or "
                                                    "--target-ms T), not both")
-    require(budgeted or args.latency_table is None, "--latency-table goes with --target-speedup or --target-ms")
-    latency = LatencyTarget(args.target_speedup, args.target_ms, args.latency_table, args.threads) if budgeted else None
+    require(budgeted or (args.latency_table is None and not args.widths_only),
+            "--latency-table and --widths-only go with --target-speedup or --target-ms")
+    latency = LatencyTarget(args.target_speedup, args.target_ms, args.latency_table, args.threads,
+                            depth=not args.widths_only) if budgeted else None
     job = PruneJob(args.model, args.out, args.ratio or 0.0, latency=latency, importance=args.importance,
                    scope=args.scope, steps=args.prune_steps, round_to=args.round_to, depth=args.depth, data=args.data,
                    samples=args.samples, crop=args.crop, reconstruct=args.reconstruct, ridge=args.ridge,
@@ -82,7 +89,8 @@ def _print(s: dict) -> None:
     how = "widths from a latency plan" if s.get("latency_plan") else f"{st['scope']}, ratio {st['ratio']}"
     print(f"wrote {s['out']}: {st['criterion']}, {how}"
           + (f", round to {st['round_to']}" if st["round_to"] else "")
-          + (f", {st['depth']} {s['depth']['unit']}(s) removed: {s['depth']['removed']}" if s["depth"] else "")
+          + (f", {len(s['depth']['removed'])} {s['depth']['unit']}(s) removed: {s['depth']['removed']}"
+             if s["depth"] else "")
           + f" in {s['seconds']:.2f} s")
     print(f"  params {s['params_before']:,} -> {s['params_after']:,} ({s['params_after'] / s['params_before']:.1%})"
           f"   MACs {s['macs_before'] / 1e9:.3f} G -> {s['macs_after'] / 1e9:.3f} G "
@@ -93,6 +101,14 @@ def _print(s: dict) -> None:
               f"({plan['predicted_speedup']:.2f}x), measured {plan['measured_ms']:.1f} ms vs "
               f"{plan['measured_unpruned_ms']:.1f} ms unpruned ({plan['measured_speedup']:.2f}x, 95% interval "
               f"{plan['measured_speedup_range'][0]:.2f}-{plan['measured_speedup_range'][1]:.2f})")
+        search = plan.get("depth_search") or {}
+        if search.get("searched"):
+            tried = ", ".join(f"{t['depth']}: {t['psnr']:.2f} dB" if "psnr" in t else f"{t['depth']}: -"
+                              for t in search["tried"])
+            print(f"  {search['unit']}s removed -> PSNR on the calibration data (unpruned {search['psnr_full']:.2f} "
+                  f"dB): {tried}; kept {search['chosen']}")
+        elif search:
+            print(f"  widths only: {search['why']}")
     if s.get("load_as"):
         print(f"  load it as {s['load_as']} (spade profile, evaluate, finetune, prune) or with spade.load_pruned")
     changed = {g: w for g, w in s["groups"].items() if w[0] != w[1]}
@@ -103,6 +119,11 @@ def _print(s: dict) -> None:
         print(f"  reconstructed {len(errors)} layer(s) on {r['samples']} calibration sample(s) in {r['seconds']:.1f} s: "
               f"mean relative output error {mean[0]:.4f} -> {mean[1]:.4f}"
               + (f"; not re-fitted: {', '.join(r['skipped'])}" if r["skipped"] else ""))
+    refit = (s["depth"] or {}).get("refit")
+    if refit:
+        fits = "; ".join(f"{k}: {e[0]:.4f} -> {e[1]:.4f}" for k, e in refit["units"].items() if e)
+        print(f"  re-fitted the {s['depth']['unit']}(s) after removed ones on {refit['samples']} calibration sample(s) "
+              f"in {refit['seconds']:.1f} s: " + (f"relative output error {fits}" if fits else refit["skipped"] or "none"))
     print(f"  {len(changed)} group(s) of layers pruned, {len(s['interfaces'])} kept at full width:")
     for group, reason in s["interfaces"].items():
         print(f"    {shorten(group, 70)}: {reason}")

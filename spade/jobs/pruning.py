@@ -16,7 +16,7 @@ from ..prune import history_of, load_own, prune, write_pruned
 from ..prune.api import check_settings
 from ..prune.calls import tensors_of
 from ..prune.data import measurement_batches
-from .latency_budget import LatencyTarget, PlannedPrune, planned_widths
+from .latency_budget import LatencyTarget, PlannedPrune, plan_and_prune
 
 #: spec keys that save_model recomputes; the others (provenance) are carried over
 COMPUTED_SPEC_KEYS = ("format", "version", "family", "config", "shapes", "widths", "physics", "pruning")
@@ -84,6 +84,18 @@ def _batches(job: PruneJob, model, physics, spec: dict, device) -> list | None:
     return measurement_batches(physics, images, protocol, job.samples, job.seed, device)
 
 
+def _pruned(job: PruneJob, model, example, physics, y, batches) -> tuple:
+    """``(pruned, record, PlannedPrune or None)``: ``job.ratio``/``job.depth``, or the
+    depth and widths a latency plan chooses (:func:`plan_and_prune`)."""
+    def prune_to(depth, widths):
+        return prune(model, example, ratio=job.ratio, importance=job.importance, scope=job.scope, steps=job.steps,
+                     round_to=job.round_to, depth=depth, protect=list(job.protect), data=batches, seed=job.seed,
+                     reconstruct=job.refits, ridge=job.ridge, widths=widths)
+    if job.latency is None:
+        return (*prune_to(job.depth, None), None)
+    return plan_and_prune(job.latency, model, physics, y, job.importance, batches, job.seed, prune_to)
+
+
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     """Prune ``job.model`` (a SPADE model file, or MODULE:FUNCTION[@FILE]) into ``job.out``;
     returns the pruning record as JSON (no history)."""
@@ -94,12 +106,7 @@ def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:
     require(physics is not None, f"model file {job.model} stores no physics to trace the model with")
     x, y = example_pair(physics, batch=1, device=device)
     batches = _batches(job, loaded.model, physics, loaded.spec, device)
-    plan = None if job.latency is None else planned_widths(job.latency, loaded.model, physics, y, job.importance,
-                                                           batches, job.seed)
-    pruned, record = prune(loaded.model, (y, physics), ratio=job.ratio, importance=job.importance, scope=job.scope,
-                           steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
-                           data=batches, seed=job.seed, reconstruct=job.refits, ridge=job.ridge,
-                           widths=None if plan is None else plan.widths)
+    pruned, record, plan = _pruned(job, loaded.model, (y, physics), physics, y, batches)
     extras = {k: v for k, v in loaded.spec.items() if k not in COMPUTED_SPEC_KEYS}
     entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": list(x.shape),
              "macs_counter": MACS_COUNTER}
@@ -130,12 +137,7 @@ def _prune_own_model(job: PruneJob, device) -> dict:
         own.require_physics(wants[0])
     batches = _batches(job, own.model, physics, own.spec, device)
     y = own.example[0] if physics is not None else None
-    plan = None if job.latency is None else planned_widths(job.latency, own.model, physics, y, job.importance,
-                                                           batches, job.seed)
-    pruned, record = prune(own.model, own.example, ratio=job.ratio, importance=job.importance, scope=job.scope,
-                           steps=job.steps, round_to=job.round_to, depth=job.depth, protect=list(job.protect),
-                           data=batches, seed=job.seed, reconstruct=job.refits, ridge=job.ridge,
-                           widths=None if plan is None else plan.widths)
+    pruned, record, plan = _pruned(job, own.model, own.example, physics, y, batches)
     first = next(iter(tensors_of(own.example)), None)
     shape = [] if first is None else list(first.shape)
     entry = {**record.spec_entry(), "data": job.data, "crop": job.crop, "macs_image": shape,

@@ -70,6 +70,12 @@ class ReconstructionNet(nn.Module):
         sharing = self._sharing()[1]
         return ("stage" if sharing.mode == "recursive" else "iteration"), sharing.stages, sharing.mode == "tied"
 
+    def unit_modules(self) -> list[nn.Module] | None:
+        """The block of each unit, in order (depth re-fit, :mod:`spade.prune.unit_refit`),
+        or None when units share blocks (tied, recursive)."""
+        sharing = self._sharing()[1]
+        return list(sharing.blocks) if sharing.mode == "untied" else None
+
     def inherit_blocks(self, teacher: "ReconstructionNet") -> list[int]:
         """Start from a trained ``teacher`` of the same family and widths (e.g. a recursive
         network from the untied one it is distilled from): block ``s`` of this model's

@@ -38,7 +38,8 @@ or start with ``$SPADE_BENCH_DATA/`` for files under the benchmark data root (RE
     #                      by default when training images are given; ridge = 1e-3
     # speedups = [1.5]     latency targets as well (spade prune --target-speedup): widths chosen from a
     #                      latency table measured here with [profile] threads (OUT/latency-table.json),
-    #                      each a model NAME-s150 fine-tuned like the others
+    #                      and, with training images, how many iterations to keep (plan_depth = false:
+    #                      widths only); each a model NAME-s150 fine-tuned like the others
     # progressive = true   each ratio (increasing) prunes the model the first strategy
     #                      fine-tuned at the ratio before: prune a step, recover, prune again
 
@@ -93,7 +94,7 @@ DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", "iterates", "init", *DISTILL_TRAINING}
 DISTILL_INIT = ("random", "teacher")
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
-         "crop", "ridge", "progressive", "speedups"}
+         "crop", "ridge", "progressive", "speedups", "plan_depth"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise", "test_time"}
 FINETUNE = {"strategies"} | TRAINING
@@ -259,6 +260,8 @@ def _prune(raw: dict, models: list[dict]) -> dict:
             f"[prune] speedups = {speedups!r}: give latency targets above 1, e.g. [1.5, 2.5] (times faster)")
     require(len(set(speedups)) == len(speedups), f"[prune] speedups repeat a value: {speedups}")
     prune["speedups"] = [float(s) for s in speedups]
+    plan_depth = prune.setdefault("plan_depth", True)
+    require(isinstance(plan_depth, bool), f"[prune] plan_depth = {plan_depth!r}: give true or false")
     ratios = prune.setdefault("ratios", [] if speedups else [0.5])
     require(isinstance(ratios, list) and (ratios or speedups),
             "[prune] ratios must be a non-empty list, e.g. [0.25, 0.5] (or give speedups)")

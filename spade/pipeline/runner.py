@@ -340,7 +340,8 @@ class Pipeline:
         prof, default = self.recipe["profile"], LatencyTarget(speedup=2.0)
         return LatencyTarget(speedup=speedup, table=str(self.out / "latency-table.json"),
                              threads=prof.get("threads", 2), rounds=min(prof.get("rounds", 15), default.rounds),
-                             min_run_time=min(prof.get("min_run_time", 1.0), default.min_run_time))
+                             min_run_time=min(prof.get("min_run_time", 1.0), default.min_run_time),
+                             depth=self.recipe["prune"]["plan_depth"])
 
     @staticmethod
     def _label(source: Path | str) -> str:

@@ -84,8 +84,9 @@ def check_settings(ratio, importance, scope, steps, round_to, depth, data, recon
     require(isinstance(steps, int) and steps >= 1, f"steps = {steps!r}: give a whole number >= 1")
     require(round_to is None or (isinstance(round_to, int) and round_to >= 1),
             f"round_to = {round_to!r}: give a whole number >= 1 (or none)")
-    require(depth is None or (isinstance(depth, int) and depth >= 1),
-            f"depth = {depth!r}: give the number of iterations to remove (>= 1)")
+    require(depth is None or (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1)
+            or (isinstance(depth, (list, tuple)) and len(depth) > 0 and all(type(i) is int for i in depth)),
+            f"depth = {depth!r}: give the number of iterations to remove (>= 1) or their indices")
     require(criteria.data_kind(importance) is None or ratio == 0 or data is not None,
             f"the '{criteria.label(importance)}' criterion ranks channels on data: give data (batches of (inputs, target); "
             "--data on the command line)")
@@ -161,7 +162,9 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         scope: ``uniform`` or ``global`` (see :mod:`spade.prune.width`).
         steps: prune in this many equal steps, re-scoring in between.
         round_to: round kept widths to a multiple of this.
-        depth: remove this many unrolled iterations/stages first.
+        depth: remove this many unrolled iterations/stages first (ranked on ``data``), or
+            the ones listed (indices); with ``reconstruct``, the unit after each removed
+            one is re-fitted (:mod:`spade.prune.unit_refit`).
         protect: module or parameter names (or objects) whose channels must stay (with
             ``depth``, names are looked up again in the model left after depth pruning).
         data: ``(inputs, target)`` batches for taylor/hessian and depth ranking.
@@ -195,7 +198,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
     macs_before = count_macs(base, example_inputs)
     depth_result: DepthResult | None = None
     if depth:
-        base, depth_result = prune_depth(base, depth, batches, depth_in)
+        base, depth_result = prune_depth(base, depth, batches, depth_in, refit=reconstruct)
     settings = dict(ratio=ratio, importance=importance, scope=scope, steps=steps, round_to=round_to, batches=batches,
                     seed=seed, time_limit=time_limit, widths=widths)
     reference = output_shapes(base, example_inputs)

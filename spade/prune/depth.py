@@ -12,7 +12,8 @@ The *units* that can go are what the model declares, the same way for every mode
 
 Units are ranked by their measured contribution: the PSNR drop on the data when the unit
 alone is removed (one evaluation per unit); the ``depth`` units whose removal costs the
-least are removed together.
+least are removed together. With ``refit`` (reconstruction on, :mod:`spade.prune.unit_refit`)
+the unit after each removed one is then re-fitted to the unpruned network's output there.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from torch import nn
 from ..errors import require
 from ..metrics import psnr
 from . import calls
+from .unit_refit import UnitRefitRecord, refit_units
 
 
 @dataclass
@@ -36,10 +38,13 @@ class DepthResult:
     removed: list[int]  #: indices of the removed units (in the original numbering)
     psnr_full: float | None = None  #: PSNR (dB) of the model before, on the data
     psnr_drop: dict[int, float] = field(default_factory=dict)  #: PSNR drop when each unit alone is removed
+    refit: dict | None = None  #: the re-fit of the units after removed ones (UnitRefitRecord), if asked
+    psnr_after: float | None = None  #: PSNR (dB) on the data after removal and re-fit (with ``refit``)
 
     def to_json(self) -> dict:
         return {"unit": self.unit, "total": self.total, "removed": self.removed, "psnr_full": self.psnr_full,
-                "psnr_drop": {str(k): v for k, v in self.psnr_drop.items()}}
+                "psnr_drop": {str(k): v for k, v in self.psnr_drop.items()}, "refit": self.refit,
+                "psnr_after": self.psnr_after}
 
 
 def psnr_on(model: nn.Module, batches) -> float:
@@ -102,21 +107,64 @@ def remove_units(model: nn.Module, removed: list[int], depth_in: str | None = No
     return _without_entries(model, iteration_list(model, depth_in), removed)
 
 
-def prune_depth(model: nn.Module, depth: int, batches=None, depth_in: str | None = None) -> tuple[nn.Module, DepthResult]:
-    """Remove ``depth`` units; returns the new model and what was removed."""
+def unit_modules(model: nn.Module, depth_in: str | None = None) -> list[nn.Module] | None:
+    """The modules of the units, in order, or None when the units are not modules of their
+    own (shared blocks): a declaring model's ``unit_modules()``, else the list entries."""
     if _declared(model, depth_in):
-        unit, total, interchangeable = model.depth_units()
-    else:
-        depth_in = iteration_list(model, depth_in)
-        unit, total, interchangeable = f"entry of {depth_in}", len(model.get_submodule(depth_in)), False
-    require(isinstance(depth, int) and 1 <= depth < total,
-            f"depth {depth} is out of range: this model has {total} {unit}s, remove 1 to {total - 1}")
-    if interchangeable:
-        removed = list(range(total - depth, total))
-        return remove_units(model, removed, depth_in), DepthResult(unit, total, removed)
+        declared = getattr(model, "unit_modules", None)
+        return declared() if callable(declared) else None
+    return list(model.get_submodule(iteration_list(model, depth_in)))
+
+
+def units_of(model: nn.Module, depth_in: str | None = None) -> tuple[str, int, bool, str | None]:
+    """``(unit, count, interchangeable, depth_in)`` of the units depth pruning may remove
+    (``depth_in`` resolved for a list of iterations, None for a declaring model)."""
+    if _declared(model, depth_in):
+        return (*model.depth_units(), None)
+    depth_in = iteration_list(model, depth_in)
+    return f"entry of {depth_in}", len(model.get_submodule(depth_in)), False, depth_in
+
+
+def rank_units(model: nn.Module, batches, depth_in: str | None = None) -> DepthResult:
+    """Each unit's PSNR drop on ``batches`` when it alone is removed (nothing removed yet):
+    ``removed`` lists every unit, the cheapest first."""
+    unit, total, _, depth_in = units_of(model, depth_in)
     require(batches is not None, f"depth pruning ranks the {unit}s on data: give data (--data)")
     batches = list(batches)
     full = psnr_on(model, batches)
     drops = {i: full - psnr_on(remove_units(model, [i], depth_in), batches) for i in range(total)}
-    removed = sorted(sorted(drops, key=lambda i: (drops[i], i))[:depth])
-    return remove_units(model, removed, depth_in), DepthResult(unit, total, removed, full, drops)
+    return DepthResult(unit, total, sorted(drops, key=lambda i: (drops[i], i)), full, drops)
+
+
+def prune_depth(model: nn.Module, depth: int | list[int], batches=None, depth_in: str | None = None,
+                refit: bool = False) -> tuple[nn.Module, DepthResult]:
+    """Remove ``depth`` units (the cheapest on ``batches``; interchangeable units: the last
+    ones), or the units listed; returns the new model and what was removed. ``refit``:
+    re-fit the unit after each removed one on ``batches`` (:mod:`spade.prune.unit_refit`)."""
+    unit, total, interchangeable, depth_in = units_of(model, depth_in)
+    listed = isinstance(depth, (list, tuple))
+    count = len(set(depth)) if listed else depth
+    require(isinstance(count, int) and 1 <= count < total,
+            f"depth {depth} is out of range: this model has {total} {unit}s, remove 1 to {total - 1}")
+    require(not listed or all(isinstance(i, int) and 0 <= i < total for i in depth),
+            f"units {depth} to remove: give indices in 0..{total - 1}")
+    if listed:
+        result = DepthResult(unit, total, sorted(set(depth)))
+    elif interchangeable:
+        return remove_units(model, list(range(total - depth, total)), depth_in), \
+            DepthResult(unit, total, list(range(total - depth, total)))
+    else:
+        ranked = rank_units(model, batches, depth_in)
+        result = DepthResult(unit, total, sorted(ranked.removed[:depth]), ranked.psnr_full, ranked.psnr_drop)
+    pruned = remove_units(model, result.removed, depth_in)
+    if refit:
+        require(batches is not None, f"re-fitting the {unit}s after removed ones needs data: give data (--data)")
+        batches = list(batches)
+        kept = [i for i in range(total) if i not in result.removed]
+        units, original = unit_modules(pruned, depth_in), unit_modules(model, depth_in)
+        if units is None or original is None:
+            result.refit = UnitRefitRecord(len(batches), skipped=f"the {unit}s are not modules of their own").to_json()
+        else:
+            result.refit = refit_units(pruned, model, kept, units, original, batches).to_json()
+        result.psnr_after = psnr_on(pruned, batches)
+    return pruned, result

@@ -47,7 +47,7 @@ from .graph import Graph
 
 FORMAT, VERSION = "spade-latency-table", 1
 BACKENDS = ("eager",)
-MODEL = "the whole model"
+MODEL, REFERENCE = "the whole model", "the reference model"
 
 
 @dataclass
@@ -274,23 +274,28 @@ def group_specs(graph: Graph, importance: str, batches, seed: int) -> tuple[list
 def plan_for(model: nn.Module, example, run_model: Callable[[], object], threads: int, speedup: float | None = None,
              ms: float | None = None, importance: str = "l1", batches=None, seed: int = 0, table_path=None,
              backend: str = "eager", rounds: int = 5, min_run_time: float = 0.3,
-             log: Callable[[str], None] = lambda m: None) -> Plan:
+             log: Callable[[str], None] = lambda m: None, reference: Callable[[], object] | None = None) -> Plan:
     """The plan for ``model`` to run ``speedup`` times faster or in ``ms``.
 
     ``run_model`` (one call of the unpruned model) is timed interleaved with its
     convolutions at their full widths: that gives ``fixed`` and the factor ``scale`` by
     which the machine is slower (or faster) now than when the cached entries were
-    measured; every table entry is multiplied by it."""
+    measured; every table entry is multiplied by it. ``reference``: one call of the model
+    the ``speedup`` is over (e.g. the network before depth pruning, ``model`` being the one
+    without some iterations), timed in the same run; the plan's ``full_ms`` is then its time."""
     graph = Graph(model, example)
     groups, prunable = group_specs(graph, importance, batches, seed)
     convs = conv_specs(model, example, graph, prunable)
     table = table_for(model, convs, groups, threads, backend, table_path, log, rounds, min_run_time / 4)
     full_keys = {c.key(c.c_in, c.c_out): (c.name, c.c_in, c.c_out) for c in convs}
-    now = measure_layers(model, convs, full_keys, threads, rounds, min_run_time, extra={MODEL: run_model})
+    extra = {MODEL: run_model, **({REFERENCE: reference} if reference is not None else {})}
+    now = measure_layers(model, convs, full_keys, threads, rounds, min_run_time, extra=extra)
     full_ms = now.pop(MODEL)
+    reference_ms = now.pop(REFERENCE, full_ms)
     convs_now = predict(convs, now, {}, 0.0)
     scale = convs_now / predict(convs, table, {}, 0.0)
-    target = ms if ms is not None else full_ms / speedup
+    target = ms if ms is not None else reference_ms / speedup
     plan = plan_widths(groups, convs, {k: v * scale for k, v in table.items()}, full_ms - convs_now, target)
     plan.scale = scale
+    plan.full_ms = reference_ms
     return plan

@@ -95,6 +95,7 @@ def collect_run(run_dir: str | Path, models: list[str | Path | dict], data: str 
         e.setdefault("ratio", (spec.get("pruning") or {}).get("ratio"))
         e.setdefault("importance", (spec.get("pruning") or {}).get("importance"))
         e.setdefault("target_speedup", ((spec.get("pruning") or {}).get("latency_plan") or {}).get("target_speedup"))
+        e.setdefault("units_removed", results.units_removed(spec.get("pruning")))
         e.setdefault("strategy", (spec.get("finetuning") or {}).get("strategy"))
         e.setdefault("finetune_data", results.finetune_data(spec))
         e["family"] = spec["family"]
@@ -168,7 +169,8 @@ def _record(run_dir: Path, e: dict, lm, profile: dict, base: dict | None, data: 
               "role": e["role"], "params": entry["params"], "macs": entry["macs"],
               "conditions": results.conditions_from_profile(profile, entry),
               "parent": e.get("parent") or (base["name"] if e["role"] == "pruned" and base else None),
-              "ratio": e["ratio"], "target_speedup": e["target_speedup"], "importance": e["importance"],
+              "ratio": e["ratio"], "target_speedup": e["target_speedup"], "units_removed": e["units_removed"],
+              "importance": e["importance"],
               "strategy": e["strategy"],
               "finetune_data": e["finetune_data"],
               "evaluation": summary, "latency": latency, "widths": lm.spec.get("widths"),

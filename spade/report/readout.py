@@ -87,7 +87,9 @@ def row(r: pd.Series) -> dict:
     failed = r["status"] == "failed"
     how = [r["importance"]] if isinstance(r["importance"], str) else []
     how += [] if _missing(r.get("target_speedup")) else [f"{times(r['target_speedup'], 1)} latency plan"]
-    pruning = "–" if _missing(r["ratio"]) else f"{r['ratio']:.2f}" + (f" ({', '.join(how)})" if how else "")
+    units = r.get("units_removed")
+    removed = "" if _missing(units) or not units else f", {int(units)} iteration{'s' if units > 1 else ''} removed"
+    pruning = "–" if _missing(r["ratio"]) else f"{r['ratio']:.2f}{removed}" + (f" ({', '.join(how)})" if how else "")
     strategy = r["strategy"] if isinstance(r["strategy"], str) else ("none" if r["role"] == "pruned" else "–")
     return {"model": str(r["model"]), "role": str(r["role"]), "pruning": pruning, "strategy": strategy,
             "finetune_data": _text(r["finetune_data"]), "psnr": db(r["psnr"]),

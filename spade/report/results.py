@@ -26,6 +26,7 @@ key                       value
 ``ratio``, ``importance``  pruning ratio (of a latency plan: the share of channels it
                           removed) and criterion, or null
 ``target_speedup``        the speedup a latency plan pruned for, or null
+``units_removed``         unrolled iterations (or stages) depth pruning removed, or null
 ``strategy``              fine-tuning strategy (``supervised``, ``school``, ...), or null
 ``finetune_data``         what fine-tuning saw: ``none``, ``train:<source>`` (training images,
                           disjoint from the test images) or ``test`` (test-time adaptation)
@@ -148,6 +149,7 @@ class Record(BaseModel):
     parent: Optional[str] = None
     ratio: Optional[float] = Field(None, ge=0, lt=1)
     target_speedup: Optional[float] = Field(None, gt=1)
+    units_removed: Optional[int] = Field(None, ge=0, strict=True)
     importance: Optional[str] = None
     strategy: Optional[str] = None
     finetune_data: Optional[str] = None
@@ -221,6 +223,15 @@ def finetune_data(spec: dict) -> str:
     if tuning.get("finetune_data"):
         return str(tuning["finetune_data"])
     return "test" if tuning.get("data_used") == "test measurements themselves" else f"train:{tuning.get('data')}"
+
+
+def units_removed(pruning: dict | None) -> int | None:
+    """Iterations (or stages) depth pruning removed, over every prune in a spec's
+    ``pruning`` chain (``previous``), or None when the model was not pruned."""
+    if not pruning:
+        return None
+    here = len((pruning.get("depth") or {}).get("removed") or [])
+    return here + (units_removed(pruning.get("previous")) or 0)
 
 
 def _lines(path: Path) -> list[tuple[int, dict]]:
@@ -415,7 +426,8 @@ def int8_record(source: dict, report: dict, name: str, backend: str) -> dict:
     quantized = {"source": source["name"], "format": report["format"], "quantized_convs": report["quantized_convs"],
                  "calibration": report["calibration"], "onnx_baseline": report["onnx_baseline"],
                  "float": ev["float"] if ev else None, "psnr_loss_db": ev["psnr_loss_db"] if ev else None}
-    keep = ("family", "sharing", "role", "params", "macs", "ratio", "target_speedup", "importance", "strategy",
+    keep = ("family", "sharing", "role", "params", "macs", "ratio", "target_speedup", "units_removed", "importance",
+            "strategy",
             "finetune_data", "widths")
     return {**{k: source.get(k) for k in keep}, "name": name,
             "parent": source.get("parent") or (source["name"] if source["role"] == "unpruned" else None),

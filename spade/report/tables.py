@@ -12,7 +12,8 @@ import math
 
 import pandas as pd
 
-COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "target_speedup", "importance", "strategy",
+COLUMNS = ["model", "family", "sharing", "role", "parent", "ratio", "target_speedup", "units_removed", "importance",
+           "strategy",
            "finetune_data", "dataset", "protocol", "n_images", "psnr", "ssim", "init_psnr", "pruned_psnr",
            "recovered", "params", "macs", "macs_reduction", "peak_mem_mb", "precision", "float_psnr", "backend",
            "status", "median_ms", "iqr_ms", "cpu_median_ms", "runs", "clock", "speedup_vs_unpruned",
@@ -80,6 +81,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
         same_data = (ref_ev.get("dataset"), ref_ev.get("protocol")) == (ev.get("dataset"), ev.get("protocol"))
         base = {"model": r["name"], "family": r["family"], "sharing": r["sharing"], "role": r["role"],
                 "parent": r.get("parent"), "ratio": r.get("ratio"), "target_speedup": r.get("target_speedup"),
+                "units_removed": r.get("units_removed"),
                 "importance": r.get("importance"),
                 "strategy": r.get("strategy"), "finetune_data": r.get("finetune_data") or "none", "dataset": ev.get("dataset"),
                 "protocol": ev.get("protocol"), "n_images": ev.get("n_images"), "psnr": ev.get("psnr"),
