@@ -89,8 +89,8 @@ class PlannedPrune:
                                           rounds=t.rounds, min_run_time=t.min_run_time)
         r = paired_speedup(timings["unpruned"].wall, timings["pruned"].wall)
         p = self.plan
-        return {**p.to_json(), "depth_search": self.depth_search, "target_speedup": t.speedup, "target_ms_asked": t.ms, "backend": t.backend,
-                "threads": t.threads, "batch": int(y.shape[0]), "table": t.table,
+        return {**p.to_json(), "depth_search": self.depth_search, "target_speedup": t.speedup,
+                "target_ms_asked": t.ms, "backend": t.backend, "threads": t.threads, "batch": int(y.shape[0]), "table": t.table,
                 "allocator": alloc.configure("pinned").describe(), "load_average": load_average(),
                 "predicted_speedup": p.full_ms / p.predicted_ms,
                 "measured_unpruned_ms": timings["unpruned"].median * 1e3,
@@ -118,7 +118,7 @@ def _depth_counts(model: nn.Module, batches) -> tuple[list[int], DepthResult | N
     except SpadeError as exc:
         return [0], None, f"no iterations to remove ({exc})"
     if interchangeable:
-        return [0], None, f"its {unit}s share one block: remove them with depth (--depth)"
+        return [0], None, f"its {unit}s share one block (prune them with --ratio and --depth)"
     return list(range(total)), rank_units(model, batches), None
 
 

@@ -54,7 +54,7 @@ class PruneJob:
         if self.crop is not None:
             check_count(self.crop, "MAX_IMAGE_SIDE", "crop", minimum=8)
         require(self.latency is None or (self.ratio == 0 and self.depth is None),
-                "a latency target chooses the widths itself: drop --ratio and --depth")
+                "a latency target chooses the widths (and, with --data, the depth) itself: drop --ratio and --depth")
         check_count(self.samples, "MAX_SAMPLES", "samples")
 
     @property

@@ -23,7 +23,8 @@ per unit of importance removed (the sum of the importance of the channels it los
 least important first; every lower candidate is considered, so a plateau such as 32 -> 24
 never blocks 32 -> 16) until the prediction meets the target. Candidate widths are the
 multiples of a group's step (8 for groups of 16 channels or more), so ``round_to`` follows
-from the table.
+from the table. How many iterations to keep is planned around this, per depth, by
+:func:`spade.jobs.latency_budget.plan_and_prune`.
 """
 from __future__ import annotations
 
