@@ -79,6 +79,15 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt  # SIGTERM stops a command as Ctrl-C does: locks released, temporaries removed
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush meets no closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout is not a file (e.g. captured)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # the top-level options take no value: the first other word names the sub-command
@@ -95,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpadeError as exc:
         print(f"spade {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`| head`): what was asked is done
+        _silence_stdout()
+        return 141
     except OSError as exc:  # the machine's, not the code's: a file or folder that cannot be used
         print(f"spade {args.command}: error: {os_error(exc.filename or '', exc, 'cannot use')}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """The command line: help, JSON output, one-line errors with exit code 2 and no partial output."""
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -167,3 +168,14 @@ def test_evaluate_without_data_needs_a_usable_validation_record(tmp_path, capsys
     assert main(["evaluate", str(path), "--protocol", "fastmri"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("spade evaluate: error: ") and message in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
+    """`spade models | head -1`: the closed pipe is not reported as an error."""
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["models"]) == 141
+    assert capsys.readouterr().err == ""
