@@ -85,6 +85,36 @@ def first_tensor(output: Any) -> torch.Tensor:
     return found[0]
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the module of interest has run."""
+
+
+def capture(model: nn.Module, module: nn.Module, example: Example, calls_needed: int = 1, want: str = "out",
+            detach: bool = True, what: str = "the pass") -> list[torch.Tensor]:
+    """The inputs (``want="in"``: the first argument) or outputs (the first tensor) of
+    ``module`` in one pass of ``model`` on ``example``, which stops after the module's
+    ``calls_needed``-th call; ``detach=False`` keeps them on the autograd graph. A failure
+    of the model is a SpadeError prefixed with ``what``."""
+    seen = []
+
+    def fn(_, args, out):
+        t = args[0] if want == "in" else first_tensor(out)
+        seen.append(t.detach() if detach else t)
+        if len(seen) == calls_needed:
+            raise _Stop
+
+    handle = module.register_forward_hook(fn)
+    try:
+        run(model, example)
+    except _Stop:
+        pass
+    except Exception as exc:
+        raise SpadeError(f"{what}: the model failed on a calibration batch: {type(exc).__name__}: {exc}") from None
+    finally:
+        handle.remove()
+    return seen
+
+
 @contextlib.contextmanager
 def unrolled_checkpoints() -> Iterator[None]:
     """Make reentrant checkpoints call their function directly (see module docstring)."""

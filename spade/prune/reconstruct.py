@@ -54,10 +54,6 @@ class ReconstructRecord:
         return asdict(self)
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the layer of interest has run."""
-
-
 def _fittable(module: nn.Module) -> str | None:
     """Why ``module`` cannot be re-fitted, or None."""
     if isinstance(module, nn.Conv2d):
@@ -111,29 +107,6 @@ def _call_order(model: nn.Module, names: list[str], batch) -> tuple[list[str], d
     return order, counts
 
 
-def _capture(model: nn.Module, module: nn.Module, batch, calls_needed: int, want: str) -> list[torch.Tensor]:
-    """The inputs (``want="in"``) or outputs of ``module`` in one pass of ``model`` on
-    ``batch``, stopping after its ``calls_needed``-th call."""
-    seen = []
-
-    def fn(_, args, out):
-        seen.append((args[0] if want == "in" else out).detach())
-        if len(seen) == calls_needed:
-            raise _Stop
-
-    handle = module.register_forward_hook(fn)
-    try:
-        calls.run(model, batch)
-    except _Stop:
-        pass
-    except Exception as exc:
-        raise SpadeError(f"reconstruction: the model failed on a calibration batch: {type(exc).__name__}: {exc}") \
-            from None
-    finally:
-        handle.remove()
-    return seen
-
-
 def _rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(positions, fan-in) matrix of the layer's input (im2col for convolutions)."""
     if isinstance(module, nn.Linear):
@@ -154,8 +127,8 @@ def _statistics(module, ref_module, out_idx, pruned, reference, batches, counts,
     xty = torch.zeros(d, module.weight.shape[0], dtype=torch.float64)
     yty = torch.zeros((), dtype=torch.float64)
     for inputs, _ in batches:
-        xs = _capture(pruned, module, inputs, counts[name], "in")
-        ys = _capture(reference, ref_module, inputs, ref_counts[name], "out")
+        xs = calls.capture(pruned, module, inputs, counts[name], "in", what="reconstruction")
+        ys = calls.capture(reference, ref_module, inputs, ref_counts[name], "out", what="reconstruction")
         require(len(xs) == len(ys), f"reconstruction: layer {name} runs {len(xs)} times in the pruned network "
                                     f"but {len(ys)} times in the unpruned one")
         for x, y in zip(xs, ys):

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..errors import SpadeError, require
+from ..errors import require
 from ..progress import bar
 from . import calls
 
@@ -46,29 +46,9 @@ class UnitRefitRecord:
         return asdict(self)
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the unit of interest has run."""
-
-
-def _output(model: nn.Module, unit: nn.Module, inputs) -> torch.Tensor:
-    """The first tensor ``unit`` returns in a pass of ``model`` on ``inputs`` (the pass
-    stops there)."""
-    seen = []
-
-    def fn(_, args, out):
-        seen.append(calls.first_tensor(out))
-        raise _Stop
-
-    handle = unit.register_forward_hook(fn)
-    try:
-        calls.run(model, inputs)
-    except _Stop:
-        pass
-    except Exception as exc:
-        raise SpadeError(f"depth re-fit: the model failed on a calibration batch: {type(exc).__name__}: {exc}") \
-            from None
-    finally:
-        handle.remove()
+def _output(model: nn.Module, unit: nn.Module, inputs, detach: bool = False) -> torch.Tensor:
+    """The first tensor ``unit`` returns in a pass of ``model`` on ``inputs`` (the pass stops there)."""
+    seen = calls.capture(model, unit, inputs, 1, "out", detach=detach, what="depth re-fit")
     require(bool(seen), "depth re-fit: a unit was not called on a calibration batch")
     return seen[0]
 
@@ -119,7 +99,7 @@ def refit_units(pruned: nn.Module, reference: nn.Module, kept: list[int], pruned
             for j in units:
                 o = kept[j]
                 with torch.no_grad():
-                    targets = [_output(reference, reference_units[o], inputs).detach() for inputs, _ in batches]
+                    targets = [_output(reference, reference_units[o], inputs, detach=True) for inputs, _ in batches]
                 norm = float(sum(_sq(t) for t in targets)) or 1.0
                 record.units[f"{j} (was {o})"] = _fit(pruned, pruned_units[j], batches, targets, norm, iterations)
     record.seconds = round(time.perf_counter() - start, 3)
