@@ -15,6 +15,7 @@ from spade.data import embedded_photos, example_pair
 from spade.errors import SpadeError
 from spade.models import create_model, load_model, save_model
 from spade.physics import BlockCS
+from spade.prune import reconstruct
 from spade.prune.reconstruct import kept_channels
 
 
@@ -54,6 +55,32 @@ def test_reconstruction_brings_pruned_ista_closer_to_unpruned(cs):
     assert output_error(refit, model, batches) < 0.7 * output_error(plain, model, batches)
     assert [p.shape for p in refit.parameters()] == [p.shape for p in plain.parameters()]
     assert rec1.spec_entry()["reconstruct"]["ridge"] == 1e-3
+
+
+def test_one_pass_reference_outputs_fit_as_the_layer_by_layer_capture(cs, monkeypatch):
+    """The unpruned outputs captured in one pass per batch (the default) and, past the
+    memory cap, layer by layer give the same re-fit, on a prior called once per phase."""
+    physics, y, batches = cs
+    torch.manual_seed(1)
+    model = create_model("ista-net-plus", phases=3, channels=16).eval()
+    cached, rec0 = spade.prune(model, (y, physics), ratio=0.5, data=batches, reconstruct=True)
+    monkeypatch.setattr(reconstruct, "CACHE_BYTES", 0)
+    calls_before = []
+    monkeypatch.setattr(reconstruct.calls, "capture", _counting(reconstruct.calls.capture, calls_before))
+    direct, rec1 = spade.prune(model, (y, physics), ratio=0.5, data=batches, reconstruct=True)
+    assert sum(1 for want in calls_before if want == "out") == 18 * len(batches)  # the fallback ran
+    assert rec0.reconstruct["layers"].keys() == rec1.reconstruct["layers"].keys()
+    for name, errors in rec0.reconstruct["layers"].items():
+        assert errors == pytest.approx(rec1.reconstruct["layers"][name], rel=1e-6, abs=1e-12)
+    for a, b in zip(cached.parameters(), direct.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _counting(fn, seen):
+    def wrapped(model, module, example, calls_needed=1, want="out", **kw):
+        seen.append(want)
+        return fn(model, module, example, calls_needed, want, **kw)
+    return wrapped
 
 
 class Chain(nn.Module):

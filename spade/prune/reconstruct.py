@@ -13,7 +13,9 @@ plus a column of ones for a bias) holds the layer's inputs in the *pruned* netwo
 Layers are fitted one after another in the order the network first calls them, each on
 the inputs of the network whose earlier layers are already re-fitted, so that errors do
 not pile up. ``X^T X`` and ``X^T Y`` are accumulated in float64 over the calibration
-batches; each pass stops as soon as the layer has seen its last call.
+batches; each pass of the pruned network stops as soon as the layer has seen its last
+call. The unpruned layers' outputs (at the kept channels) are captured in one pass per
+batch when they fit in ``CACHE_BYTES``, else layer by layer like the inputs.
 
 Which unpruned channels a pruned layer kept is read by replaying the pruning history on
 a copy of the unpruned network whose weights hold their own (out, in) indices.
@@ -38,6 +40,7 @@ from .graph import Graph
 FITTED = (nn.Conv2d, nn.Linear)
 _BASE = 1 << 12  # probe weights hold out * _BASE + in (exact in float32 for up to 4096 channels)
 _ROWS = 1 << 16  # rows of X unfolded at a time
+CACHE_BYTES = 2 << 30  #: memory for the unpruned layers' outputs captured in one pass per batch
 
 
 @dataclass
@@ -120,19 +123,53 @@ def _targets(module: nn.Module, y: torch.Tensor) -> torch.Tensor:
     return y.reshape(-1, y.shape[-1]) if isinstance(module, nn.Linear) else y.movedim(1, -1).reshape(-1, y.shape[1])
 
 
-def _statistics(module, ref_module, out_idx, pruned, reference, batches, counts, ref_counts, name):
+def _reference_outputs(reference: nn.Module, names: list[str], kept: dict, batches: list,
+                       counts: dict[str, int]) -> list[dict[str, list[torch.Tensor]]] | None:
+    """Per batch, ``{layer: outputs of its calls}`` of the unpruned network at the kept
+    output channels, from one pass per batch; None when they would exceed ``CACHE_BYTES``
+    (estimated from the first batch)."""
+    modules = dict(reference.named_modules())
+    cached: list[dict[str, list[torch.Tensor]]] = []
+
+    def hook(name, store):
+        def fn(module, _, out):
+            if len(store[name]) < counts.get(name, 0):
+                y = calls.first_tensor(out).detach()
+                store[name].append(y.index_select(-1 if isinstance(module, nn.Linear) else 1, kept[name][0]))
+        return fn
+
+    for inputs, _ in batches:
+        store = {n: [] for n in names}
+        handles = [modules[n].register_forward_hook(hook(n, store)) for n in names]
+        try:
+            calls.run(reference, inputs)
+        except Exception as exc:
+            raise SpadeError(f"reconstruction: the model failed on a calibration batch: {type(exc).__name__}: "
+                             f"{exc}") from None
+        finally:
+            for h in handles:
+                h.remove()
+        if not cached and len(batches) * sum(t.numel() * t.element_size() for ts in store.values() for t in ts) \
+                > CACHE_BYTES:
+            return None
+        cached.append(store)
+    return cached
+
+
+def _statistics(module, pruned, targets, batches, counts, name):
+    """``X^T X``, ``X^T Y`` and ``Y^T Y`` of layer ``name`` over ``batches``; ``targets(b)``
+    gives the unpruned layer's outputs (kept channels) on batch ``b``."""
     bias = module.bias is not None
     d = module.weight[0].numel() + int(bias)
     xtx = torch.zeros(d, d, dtype=torch.float64)
     xty = torch.zeros(d, module.weight.shape[0], dtype=torch.float64)
     yty = torch.zeros((), dtype=torch.float64)
-    for inputs, _ in batches:
+    for b, (inputs, _) in enumerate(batches):
         xs = calls.capture(pruned, module, inputs, counts[name], "in", what="reconstruction")
-        ys = calls.capture(reference, ref_module, inputs, ref_counts[name], "out", what="reconstruction")
+        ys = targets(b)
         require(len(xs) == len(ys), f"reconstruction: layer {name} runs {len(xs)} times in the pruned network "
                                     f"but {len(ys)} times in the unpruned one")
         for x, y in zip(xs, ys):
-            y = y.index_select(-1 if isinstance(module, nn.Linear) else 1, out_idx)
             step = max(1, _ROWS * x.shape[0] // max(1, _targets(module, y).shape[0]))  # samples per chunk
             for i in range(0, x.shape[0], step):
                 a = _rows(module, x[i:i + step]).double()
@@ -198,14 +235,24 @@ def reconstruct(pruned: nn.Module, reference: nn.Module, example, history: list,
         for n in names:
             if n not in counts:
                 record.skipped[n] = "not called by the model"
+        for n in order:
+            out_idx, in_idx = kept[n]
+            require(len(out_idx) == modules[n].weight.shape[0] and len(in_idx) == modules[n].weight.shape[1],
+                    f"reconstruction: the pruning history does not give the widths of layer {n}")
+        cached = _reference_outputs(reference, order, kept, batches, ref_counts)
+
+        def targets(name):
+            if cached is not None:
+                return lambda b: cached[b][name]
+            module, idx = ref_modules[name], kept[name][0]
+            return lambda b: [y.index_select(-1 if isinstance(module, nn.Linear) else 1, idx) for y in
+                              calls.capture(reference, module, batches[b][0], ref_counts.get(name, 0), "out",
+                                            what="reconstruction")]
+
         with bar(order, desc=f"re-fitting {len(order)} layer(s)", unit="layer") as layers:
             for n in layers:
                 module = modules[n]
-                out_idx, in_idx = kept[n]
-                require(len(out_idx) == module.weight.shape[0] and len(in_idx) == module.weight.shape[1],
-                        f"reconstruction: the pruning history does not give the widths of layer {n}")
-                xtx, xty, yty = _statistics(module, ref_modules[n], out_idx, pruned, reference, batches, counts,
-                                            ref_counts, n)
+                xtx, xty, yty = _statistics(module, pruned, targets(n), batches, counts, n)
                 w0 = module.weight.detach().reshape(module.weight.shape[0], -1).double()
                 if module.bias is not None:
                     w0 = torch.cat([w0, module.bias.detach().double()[:, None]], dim=1)
