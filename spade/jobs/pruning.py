@@ -87,13 +87,13 @@ def _batches(job: PruneJob, model, physics, spec: dict, device) -> list | None:
 def _pruned(job: PruneJob, model, example, physics, y, batches) -> tuple:
     """``(pruned, record, PlannedPrune or None)``: ``job.ratio``/``job.depth``, or the
     depth and widths a latency plan chooses (:func:`plan_and_prune`)."""
-    def prune_to(depth, widths):
+    def prune_to(depth, widths, refit_depth=None):
         return prune(model, example, ratio=job.ratio, importance=job.importance, scope=job.scope, steps=job.steps,
                      round_to=job.round_to, depth=depth, protect=list(job.protect), data=batches, seed=job.seed,
-                     reconstruct=job.refits, ridge=job.ridge, widths=widths)
+                     reconstruct=job.refits, ridge=job.ridge, widths=widths, refit_depth=refit_depth)
     if job.latency is None:
         return (*prune_to(job.depth, None), None)
-    return plan_and_prune(job.latency, model, physics, y, job.importance, batches, job.seed, prune_to)
+    return plan_and_prune(job.latency, model, physics, y, job.importance, batches, job.seed, prune_to, job.refits)
 
 
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:

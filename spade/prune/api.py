@@ -149,7 +149,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
           steps: int = 1, round_to: int | None = None, depth: int | None = None, protect: Sequence = (),
           data: Iterable | None = None, depth_in: str | None = None, seed: int = 0, reconstruct: bool = False,
           ridge: float = 1e-3, time_limit: float | None = 300.0,
-          widths: dict[str, int] | None = None) -> tuple[nn.Module, PruneRecord]:
+          widths: dict[str, int] | None = None, refit_depth: bool | None = None) -> tuple[nn.Module, PruneRecord]:
     """Prune a copy of ``model``; returns ``(smaller model, PruneRecord)``.
 
     Args:
@@ -183,6 +183,7 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
         widths: ``{group name: kept width}`` chosen by the caller (e.g. a latency plan,
             :mod:`spade.prune.latency`) instead of ``ratio``/``scope``; groups not named
             keep their width. ``importance`` still picks which channels go.
+        refit_depth: re-fit the unit after each removed one (None: as ``reconstruct``).
     """
     check_settings(ratio, importance, scope, steps, round_to, depth, data, reconstruct)
     calls.check_example(example_inputs)
@@ -198,7 +199,8 @@ def prune(model: nn.Module, example_inputs, ratio: float = 0.5, importance="l1",
     macs_before = count_macs(base, example_inputs)
     depth_result: DepthResult | None = None
     if depth:
-        base, depth_result = prune_depth(base, depth, batches, depth_in, refit=reconstruct)
+        refit_units = reconstruct if refit_depth is None else refit_depth
+        base, depth_result = prune_depth(base, depth, batches, depth_in, refit=refit_units)
     settings = dict(ratio=ratio, importance=importance, scope=scope, steps=steps, round_to=round_to, batches=batches,
                     seed=seed, time_limit=time_limit, widths=widths)
     reference = output_shapes(base, example_inputs)
