@@ -74,6 +74,26 @@ def test_cs_forward_with_symmetry_penalty():
     assert reg.dim() == 0 and reg.item() > 0 and reg.requires_grad
 
 
+def test_a_teachers_iterates_skip_the_symmetry_branch():
+    """A school teacher asks for its iterates with ``iterates_kwargs``: the same iterates,
+    the penalty's two extra convolutions per phase not run."""
+    torch.manual_seed(0)
+    model = create_model("ista-net-plus", phases=3, channels=8).eval()
+    physics = BlockCS.gaussian(0.25, seed=1)
+    y = physics.A(torch.rand(1, 1, 66, 66))
+    calls = []
+    hook = model.sharing.blocks[0].conv2_backward.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        out, aux = model(y, physics, return_aux=True)
+        assert len(calls) == 2 and aux["regularizer"] is not None
+        calls.clear()
+        out0, aux0 = model(y, physics, **model.iterates_kwargs)
+    hook.remove()
+    assert len(calls) == 1 and aux0["regularizer"] is None
+    assert torch.equal(out0, out)
+    assert all(torch.equal(a, b) for a, b in zip(aux0["iterates"], aux["iterates"]))
+
+
 def _cut_per_phase(model, y, physics):
     """ISTA-Net+ as the official code lays it out: a gradient step on the image, then the
     image cut into blocks for the prior and put back together, at every phase."""

@@ -133,7 +133,7 @@ class School(Strategy):
         if ctx.key is not None and ctx.key in self._cache:
             return self._cache[ctx.key]
         if self.iterates > 0:
-            out, aux = ctx.teacher(y, physics, return_aux=True)
+            out, aux = ctx.teacher(y, physics, **getattr(ctx.teacher, "iterates_kwargs", {"return_aux": True}))
             result = (out.detach(), [t.detach() for t in aux["iterates"]])
         else:
             result = (ctx.teacher(y, physics).detach(), [])

@@ -11,7 +11,8 @@ recorded automatically so that a model file can rebuild the architecture.
 
 What the pruner needs is declared on the model, as any user's model can declare it
 (see :mod:`spade.prune.depth` and :mod:`spade.prune.calls`): ``trace_kwargs`` (the
-keyword arguments that make every training branch run while tracing), and
+keyword arguments that make every training branch run while tracing), ``iterates_kwargs``
+(those that give the iterates without a training penalty, for a school teacher), and
 ``depth_units()`` / ``without_units(removed)`` (the unrolled iterations that depth
 pruning may remove; the family declares which constructor argument sets their number).
 """
@@ -34,6 +35,9 @@ class ReconstructionNet(nn.Module):
     family: str = ""
     #: keyword arguments under which every branch of the network runs (traced by the pruner)
     trace_kwargs = {"return_aux": True}
+    #: keyword arguments that return ``(x, aux)`` with the iterates, no training penalty
+    #: needed (a distillation teacher's call)
+    iterates_kwargs = {"return_aux": True}
 
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)

@@ -9,7 +9,9 @@ with ``D``/``G`` 3x3 convolutions between the image and ``channels`` feature map
 ``H`` and ``Htilde`` two conv-ReLU-conv transforms, and ``soft`` soft-thresholding. The
 symmetry constraint ``Htilde(H(D r)) ~ D r`` is the architecture's training penalty
 (``aux["regularizer"] = sym_weight * sum_k mean((Htilde(H(D r)) - D r)^2)``), computed
-when ``return_aux=True``.
+when ``return_aux=True``; ``penalty=False`` skips it (two convolutions per phase, a
+third of the prior's work) when only the iterates are wanted, as by a distillation
+teacher (``iterates_kwargs``), and ``aux["regularizer"]`` is then None.
 
 ``block_size=33`` applies the proximal map to every 33x33 block as its own image (zero
 padding at block borders), as the official CS model does; ``block_size=None`` applies it
@@ -85,6 +87,8 @@ class ISTAPhase(nn.Module):
 class ISTANetPlus(ReconstructionNet):
     """ISTA-Net+ (see module docstring). Called as ``model(y, physics)``."""
 
+    iterates_kwargs = {"return_aux": True, "penalty": False}
+
     def __init__(self, phases: int = 9, channels: int = 32, image_channels: int = 1, block_size: int | None = 33,
                  sharing: str = "untied", stages: int = 3, recursions: int = 3, sym_weight: float = 0.01):
         super().__init__()
@@ -93,7 +97,7 @@ class ISTANetPlus(ReconstructionNet):
         self.sharing = Sharing(lambda: ISTAPhase(channels, image_channels), mode=sharing, iterations=phases,
                                stages=stages, recursions=recursions, mod_width=channels, mod_heads=2)
 
-    def forward(self, y: torch.Tensor, physics, return_aux: bool = False):
+    def forward(self, y: torch.Tensor, physics, return_aux: bool = False, penalty: bool = True):
         b = self.block_size
         split = physics.split_blocks(y, b) if b else None
         if split is not None:  # block CS: every block is its own problem, iterate on the batch of blocks
@@ -102,18 +106,21 @@ class ISTANetPlus(ReconstructionNet):
         require(not b or split is not None or (x.shape[-2] % b == 0 and x.shape[-1] % b == 0),
                 f"ISTA-Net+ with block_size={b} needs images of whole {b}x{b} blocks, got "
                 f"{tuple(x.shape[-2:])}: build it with block_size=None for whole-image priors (MRI)")
+        with_sym = return_aux and penalty
         iterates, sym_terms = [], []
         for phase, scales in self.sharing.schedule():
             r = physics.gradient_step(x, y, phase.lambda_step)
             if b and split is None:
-                rb, sym = phase(blocks_to_batch(r, b), scales, with_sym=return_aux)
+                rb, sym = phase(blocks_to_batch(r, b), scales, with_sym=with_sym)
                 x = batch_to_blocks(rb, r.shape)
             else:
-                x, sym = phase(r, scales, with_sym=return_aux)
+                x, sym = phase(r, scales, with_sym=with_sym)
             if return_aux:
                 iterates.append(x if split is None else join(x))
+            if with_sym:
                 sym_terms.append(torch.mean(sym ** 2))
         out = x if split is None else join(x)
         if not return_aux:
             return out
-        return out, {"iterates": iterates, "regularizer": self.sym_weight * torch.stack(sym_terms).sum()}
+        return out, {"iterates": iterates,
+                     "regularizer": self.sym_weight * torch.stack(sym_terms).sum() if with_sym else None}
