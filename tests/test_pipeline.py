@@ -177,6 +177,7 @@ def test_resume_accepts_changes_to_stages_not_run_yet(files, capsys):
     (("ratios = [0.5]", "ratios = [0.5]\nspeedups = [0.8]"), "[prune] speedups = [0.8]: give latency targets above 1"),
     (("ratios = [0.5]", "ratios = []"), "[prune] ratios must be a non-empty list"),
     (("importance = \"l1\"", "importance = \"l1\"\nreconstruct = 1"), "reconstruct = 1: give true or false"),
+    (("importance = \"l1\"", "importance = \"l1\"\ndepth_refit = \"no\""), "depth_refit = 'no': give true or false"),
     (("batch = 2\npatch = 33", "batch = 2\npatch = 33\ntest_time = true"), "['supervised'] uses ground truth: set test_time for school / self-supervised only"),
     (("[profile]", "[quantize]\nmodels = \"some\"\n[profile]"), "[quantize] models = 'some': choose one of"),
     (("[profile]", "[quantize]\nsamples = 0\n[profile]"), "[quantize] samples must be >= 1"),

@@ -168,6 +168,27 @@ def test_cli_reconstruct_without_data_is_a_one_line_error(files, capsys):
     assert "give data (--data" in err and len(err.splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.parametrize("flag", [[], ["--no-depth-refit"]])
+def test_cli_depth_refit_follows_reconstruct_unless_switched_off(files, capsys, flag):
+    """``--no-depth-refit``: the pruned layers are re-fitted, the phase after the removed
+    one is left as the unpruned model has it."""
+    out = files / f"d{len(flag)}.pt"
+    assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--depth", "1", "--data", str(files / "images"),
+                 "--samples", "2", "--out", str(out), "--json", *flag]) == 0
+    capsys.readouterr()
+    spec = load_model(out).spec["pruning"]
+    assert spec["reconstruct"]["layers"] and spec["depth"]["removed"]
+    assert (spec["depth"]["refit"] is not None) == (not flag)
+
+
+def test_cli_depth_refit_without_data_is_a_one_line_error(files, capsys):
+    out = files / "nodata-depth.pt"
+    assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--depth", "1", "--depth-refit",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "give --data" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
 def test_cli_text_output_names_the_reconstruction(files, capsys):
     assert main(["prune", str(files / "ista.pt"), "--ratio", "0.5", "--data", str(files / "images"), "--samples", "1",
                  "--ridge", "0.01", "--out", str(files / "text.pt")]) == 0

@@ -51,6 +51,10 @@ def add_arguments(p):
                         "measurements (closed-form least squares, no labels; after --depth, the iteration after "
                         "each removed one is re-fitted to the unpruned one's output; default: on when --data is "
                         "given)")
+    p.add_argument("--depth-refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-fit the iteration after each removed one (L-BFGS on its own parameters) to the "
+                        "unpruned one's output on the --data measurements (default: as --reconstruct); "
+                        "--reconstruct --no-depth-refit re-fits the pruned layers only")
     p.add_argument("--ridge", type=float, default=1e-3, help="ridge of the re-fit, relative (default 1e-3)")
     p.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                    help="modules or parameters (dotted names) whose channels must stay")
@@ -74,7 +78,8 @@ def run(args) -> int:
                             depth=not args.widths_only) if budgeted else None
     job = PruneJob(args.model, args.out, args.ratio or 0.0, latency=latency, importance=args.importance,
                    scope=args.scope, steps=args.prune_steps, round_to=args.round_to, depth=args.depth, data=args.data,
-                   samples=args.samples, crop=args.crop, reconstruct=args.reconstruct, ridge=args.ridge,
+                   samples=args.samples, crop=args.crop, reconstruct=args.reconstruct,
+                   depth_refit=args.depth_refit, ridge=args.ridge,
                    protect=tuple(args.protect), seed=args.seed)
     summary = prune_file(job, device(args.device))
     if args.json:

@@ -27,7 +27,8 @@ class PruneJob:
     """:func:`spade.prune.prune` settings plus the files: ``model`` in, ``out`` written;
     ``data``: images measured with the model's physics (data criteria, depth pruning,
     reconstruction), ``samples`` of them, centre-cropped to ``crop`` pixels;
-    ``reconstruct``: re-fit the pruned layers on them (None: when ``data`` is given)."""
+    ``reconstruct``: re-fit the pruned layers on them (None: when ``data`` is given);
+    ``depth_refit``: re-fit the iteration after each removed one (None: as ``reconstruct``)."""
 
     model: str
     out: str
@@ -41,6 +42,7 @@ class PruneJob:
     samples: int = 4
     crop: int | None = None
     reconstruct: bool | None = None
+    depth_refit: bool | None = None
     ridge: float = 1e-3
     protect: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
@@ -49,6 +51,8 @@ class PruneJob:
     def __post_init__(self):
         check_settings(self.ratio, self.importance, self.scope, self.steps, self.round_to, self.depth, data=self.data,
                        reconstruct=self.refits)
+        require(not self.depth_refit or self.data is not None, "re-fitting the iteration after a removed one "
+                                                                 "needs calibration data: give --data")
         require(isinstance(self.ridge, (int, float)) and self.ridge > 0, f"ridge = {self.ridge!r}: give a number > 0, "
                                                                            "e.g. 1e-3")
         if self.crop is not None:
@@ -61,6 +65,11 @@ class PruneJob:
     def refits(self) -> bool:
         """Whether the pruned layers are re-fitted (default: when calibration data are given)."""
         return self.data is not None if self.reconstruct is None else bool(self.reconstruct)
+
+    @property
+    def refits_depth(self) -> bool:
+        """Whether the iteration after each removed one is re-fitted (default: as :attr:`refits`)."""
+        return self.refits if self.depth_refit is None else bool(self.depth_refit)
 
 
 def _planned(plan: PlannedPrune, model, pruned, physics, y, groups: dict[str, list[int]]) -> dict:
@@ -87,13 +96,14 @@ def _batches(job: PruneJob, model, physics, spec: dict, device) -> list | None:
 def _pruned(job: PruneJob, model, example, physics, y, batches) -> tuple:
     """``(pruned, record, PlannedPrune or None)``: ``job.ratio``/``job.depth``, or the
     depth and widths a latency plan chooses (:func:`plan_and_prune`)."""
-    def prune_to(depth, widths, refit_depth=None):
+    def prune_to(depth, widths, refit_depth):
         return prune(model, example, ratio=job.ratio, importance=job.importance, scope=job.scope, steps=job.steps,
                      round_to=job.round_to, depth=depth, protect=list(job.protect), data=batches, seed=job.seed,
                      reconstruct=job.refits, ridge=job.ridge, widths=widths, refit_depth=refit_depth)
     if job.latency is None:
-        return (*prune_to(job.depth, None), None)
-    return plan_and_prune(job.latency, model, physics, y, job.importance, batches, job.seed, prune_to, job.refits)
+        return (*prune_to(job.depth, None, job.refits_depth), None)
+    return plan_and_prune(job.latency, model, physics, y, job.importance, batches, job.seed, prune_to,
+                          job.refits_depth)
 
 
 def prune_file(job: PruneJob, device: str | torch.device = "cpu") -> dict:

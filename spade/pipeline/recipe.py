@@ -36,6 +36,8 @@ or start with ``$SPADE_BENCH_DATA/`` for files under the benchmark data root (RE
     # reconstruct = true   re-fit the pruned layers to the unpruned ones' outputs on `samples`
     #                      training images centre-cropped to `crop` (default 128) pixels; on
     #                      by default when training images are given; ridge = 1e-3
+    # depth_refit = false  after removed iterations, keep the next one as it is (default: as
+    #                      reconstruct, which re-fits it to the unpruned one's output)
     # speedups = [1.5]     latency targets as well (spade prune --target-speedup): widths chosen from a
     #                      latency table measured here with [profile] threads (OUT/latency-table.json),
     #                      and, with training images, how many iterations to keep (plan_depth = false:
@@ -94,7 +96,8 @@ DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", "iterates", "init", *DISTILL_TRAINING}
 DISTILL_INIT = ("random", "teacher")
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
-         "crop", "ridge", "progressive", "speedups", "plan_depth"}
+         "crop", "ridge", "progressive", "speedups", "plan_depth",
+         "depth_refit"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise", "test_time"}
 FINETUNE = {"strategies"} | TRAINING
@@ -291,6 +294,10 @@ def _prune(raw: dict, models: list[dict]) -> dict:
     has_train = all(prune.get("data") or m["train_data"] for m in models if m["role"] == "unpruned")
     reconstruct = prune.setdefault("reconstruct", has_train)
     require(isinstance(reconstruct, bool), f"[prune] reconstruct = {reconstruct!r}: give true or false")
+    depth_refit = prune.setdefault("depth_refit", reconstruct)
+    require(isinstance(depth_refit, bool), f"[prune] depth_refit = {depth_refit!r}: give true or false")
+    require(not depth_refit or has_train, "[prune] depth_refit re-fits iterations on training images: give "
+                                          "[data] train or [prune] data, or set depth_refit = false")
     progressive = prune.setdefault("progressive", False)
     require(isinstance(progressive, bool), f"[prune] progressive = {progressive!r}: give true or false")
     require(not progressive or (prune["ratios"] == sorted(set(prune["ratios"])) and not any(prune["depth"])

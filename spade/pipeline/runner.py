@@ -309,12 +309,13 @@ class Pipeline:
         for m, ratio, depth, speedup in units:
             source, done, source_data = previous.get(m["name"], (files[m["name"]], 0.0, "none"))
             name = self._pruned_name(m, ratio, depth, speedup)
-            uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"]
+            uses_data = p["importance"] in ("taylor", "hessian") or depth or p["reconstruct"] or p["depth_refit"]
             data = (p.get("data") or m["train_data"]) if uses_data else None
             step = 1 - (1 - ratio) / (1 - done)  # of the channels left, to reach ``ratio`` of the original's
             out = self._path(name, "function" in m)
             job = PruneJob(str(source), str(out), step, importance=p["importance"],
                            scope=p["scope"], depth=depth or None, data=data, reconstruct=p["reconstruct"],
+                           depth_refit=p["depth_refit"],
                            crop=p["crop"], ridge=p["ridge"], latency=self._latency_target(speedup),
                            **{k: p[k] for k in ("steps", "round_to", "samples", "seed") if k in p})
             what = f"to {speedup:g}x faster" if speedup else f"at {ratio}"
