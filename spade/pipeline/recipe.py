@@ -96,8 +96,7 @@ DISTILL_TRAINING = ("steps", "batch", "lr", "patch", "seed")
 DISTILL = {"family", "preset", "teacher", "data", "iterates", "init", *DISTILL_TRAINING}
 DISTILL_INIT = ("random", "teacher")
 PRUNE = {"ratios", "importance", "scope", "steps", "round_to", "depth", "samples", "seed", "data", "reconstruct",
-         "crop", "ridge", "progressive", "speedups", "plan_depth",
-         "depth_refit"}
+         "crop", "ridge", "progressive", "speedups", "plan_depth", "depth_refit"}
 TRAINING = {"steps", "batch", "lr", "schedule", "clip", "loss", "iterates", "transforms", "patch", "seed",
             "data_mode", "noise", "test_time"}
 FINETUNE = {"strategies"} | TRAINING
