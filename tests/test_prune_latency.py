@@ -145,13 +145,40 @@ def test_a_plan_with_data_chooses_depth_and_widths_by_calibration_psnr(deep, tmp
     loaded = load_model(out)
     assert loaded.model.config["phases"] == 4 - best["depth"]
     assert loaded.spec["pruning"]["latency_plan"]["depth_search"] == search
-    # candidates are scored without the iteration re-fit; the kept one is pruned again with it
-    assert best["depth"] > 0 and search["units_refitted"] and summary["depth"]["refit"]["units"]
+    # candidates are scored without the iteration re-fit; the kept one is pruned again with
+    # it, and the better of the two on the calibration data is written
+    assert best["depth"] > 0 and search["psnr_refitted"] != pytest.approx(best["psnr"], abs=1e-4)
+    assert search["psnr_kept"] == max(best["psnr"], search["psnr_refitted"])
+    assert search["units_refitted"] == (search["psnr_refitted"] > best["psnr"])
+    assert (summary["depth"]["refit"] is not None) == search["units_refitted"]
     physics = loaded.physics
     images = [im.centre_crop(66) for im in load_images("embedded", "y")]
     batches = measurement_batches(physics, images, "ista-cs", 2, 0, "cpu")
     assert psnr_on(loaded.model, batches) == pytest.approx(search["psnr_kept"], abs=1e-3)
-    assert search["psnr_kept"] != pytest.approx(best["psnr"], abs=1e-4)
+
+
+def test_an_iteration_refit_that_lowers_the_calibration_psnr_is_not_kept(deep, tmp_path, monkeypatch):
+    import spade.jobs.latency_budget as budget
+    import spade.prune.api as api
+
+    real_depth, real_psnr = api.prune_depth, budget.psnr_on
+
+    def marked(*args, refit=False, **kw):  # the re-fitted network carries a mark (kept by deepcopy)
+        model, result = real_depth(*args, refit=refit, **kw)
+        model._refitted = refit
+        return model, result
+
+    monkeypatch.setattr(api, "prune_depth", marked)
+    monkeypatch.setattr(budget, "psnr_on", lambda m, b: real_psnr(m, b) - 5 * getattr(m, "_refitted", False))
+    out = tmp_path / "n.spade"
+    target = LatencyTarget(speedup=1.7, table=str(tmp_path / "t.json"), rounds=1, min_run_time=0.02)
+    summary = prune_file(PruneJob(str(deep), str(out), 0.0, latency=target, importance="taylor", data="embedded",
+                                  samples=2, crop=66))
+    search = summary["latency_plan"]["depth_search"]
+    best = max((t for t in search["tried"] if "psnr" in t), key=lambda t: t["psnr"])
+    assert best["depth"] > 0 and search["psnr_refitted"] < best["psnr"]
+    assert not search["units_refitted"] and search["psnr_kept"] == best["psnr"]
+    assert summary["depth"]["refit"] is None and load_model(out).spec["pruning"]["depth"]["refit"] is None
 
 
 def test_widths_only_keeps_every_iteration(deep, tmp_path):

@@ -110,8 +110,9 @@ def _print(s: dict) -> None:
         if search.get("searched"):
             tried = ", ".join(f"{t['depth']}: {t['psnr']:.2f} dB" if "psnr" in t else f"{t['depth']}: -"
                               for t in search["tried"])
-            refitted = (f" ({search['psnr_kept']:.2f} dB with the {search['unit']} after each removed one re-fitted)"
-                        if search.get("units_refitted") else "")
+            refitted = "" if search.get("psnr_refitted") is None else (
+                f" (re-fitting the {search['unit']} after each removed one: {search['psnr_refitted']:.2f} dB, "
+                + ("kept)" if search["units_refitted"] else "not kept)"))
             print(f"  {search['unit']}s removed -> PSNR on the calibration data (unpruned {search['psnr_full']:.2f} "
                   f"dB): {tried}; kept {search['chosen']}{refitted}")
         elif search:
