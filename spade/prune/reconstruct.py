@@ -123,35 +123,43 @@ def _targets(module: nn.Module, y: torch.Tensor) -> torch.Tensor:
     return y.reshape(-1, y.shape[-1]) if isinstance(module, nn.Linear) else y.movedim(1, -1).reshape(-1, y.shape[1])
 
 
+class _OverBudget(Exception):
+    """Raised by a hook when the captured outputs would not fit in ``CACHE_BYTES``."""
+
+
 def _reference_outputs(reference: nn.Module, names: list[str], kept: dict, batches: list,
                        counts: dict[str, int]) -> list[dict[str, list[torch.Tensor]]] | None:
     """Per batch, ``{layer: outputs of its calls}`` of the unpruned network at the kept
-    output channels, from one pass per batch; None when they would exceed ``CACHE_BYTES``
-    (estimated from the first batch)."""
+    output channels, from one pass per batch; None as soon as they would exceed
+    ``CACHE_BYTES`` (each batch's pass may hold its share)."""
     modules = dict(reference.named_modules())
+    share = CACHE_BYTES // max(1, len(batches))
     cached: list[dict[str, list[torch.Tensor]]] = []
 
-    def hook(name, store):
+    def hook(name, store, held):
         def fn(module, _, out):
             if len(store[name]) < counts.get(name, 0):
                 y = calls.first_tensor(out).detach()
-                store[name].append(y.index_select(-1 if isinstance(module, nn.Linear) else 1, kept[name][0]))
+                y = y.index_select(-1 if isinstance(module, nn.Linear) else 1, kept[name][0])
+                held[0] += y.numel() * y.element_size()
+                if held[0] > share:
+                    raise _OverBudget
+                store[name].append(y)
         return fn
 
     for inputs, _ in batches:
-        store = {n: [] for n in names}
-        handles = [modules[n].register_forward_hook(hook(n, store)) for n in names]
+        store, held = {n: [] for n in names}, [0]
+        handles = [modules[n].register_forward_hook(hook(n, store, held)) for n in names]
         try:
             calls.run(reference, inputs)
+        except _OverBudget:
+            return None
         except Exception as exc:
             raise SpadeError(f"reconstruction: the model failed on a calibration batch: {type(exc).__name__}: "
                              f"{exc}") from None
         finally:
             for h in handles:
                 h.remove()
-        if not cached and len(batches) * sum(t.numel() * t.element_size() for ts in store.values() for t in ts) \
-                > CACHE_BYTES:
-            return None
         cached.append(store)
     return cached
 
