@@ -7,8 +7,9 @@ without 0, 1, 2, ... of its iterations (the cheapest on the data, :func:`rank_un
 each with the widths that meet the same target (up to the first depth that meets it with
 every width kept), is pruned and its layers re-fitted, and the one with the best PSNR on
 the calibration data is kept (and only then, with reconstruction, the iteration after
-each removed one re-fitted, if that raises the PSNR on the calibration data). Afterwards the unpruned and pruned models are timed
-interleaved, so the record holds the predicted and the measured latency side by side.
+each removed one re-fitted, if that raises the PSNR on the calibration data). Afterwards
+the unpruned and pruned models are timed interleaved, so the record holds the predicted
+and the measured latency side by side.
 """
 from __future__ import annotations
 
@@ -162,15 +163,15 @@ def plan_and_prune(target: LatencyTarget, model: nn.Module, physics, y: torch.Te
                     break
         require(best is not None, "no depth meets the latency target: ask for less")
         score, removed, pruned, record, plan = best
-        refitted_score = None
+        refitted_score, kept_refit = None, False
         if refit_units and removed:
             refitted, refitted_record = prune_to(removed, plan.widths, True)
             refitted_score = psnr_on(refitted, batches)
-            if refitted_score > score:  # the re-fit matches one iteration's output: kept if the result gains
+            kept_refit = refitted_score > score  # it matches one iteration's output: kept if the result gains
+            if kept_refit:
                 pruned, record, score = refitted, refitted_record, refitted_score
     search = {"searched": True, "unit": ranking.unit, "psnr_full": ranking.psnr_full, "chosen": len(removed),
-              "tried": tried, "psnr_refitted": refitted_score, "units_refitted": score == refitted_score,
-              "psnr_kept": score}
+              "tried": tried, "psnr_refitted": refitted_score, "units_refitted": kept_refit, "psnr_kept": score}
     return pruned, record, PlannedPrune(target, plan, search)
 
 
