@@ -85,8 +85,25 @@ def first_tensor(output: Any) -> torch.Tensor:
     return found[0]
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the module of interest has run."""
+class Stop(Exception):
+    """Raised by a hook of :func:`run_hooked` to end the pass early (not an error)."""
+
+
+def run_hooked(model: nn.Module, example: Example, hooks: list[tuple[nn.Module, Callable]],
+               what: str = "the pass") -> None:
+    """One pass of ``model`` on ``example`` with forward ``hooks`` ``(module, fn)``
+    registered for its duration; a hook may raise :class:`Stop` to end it. A failure of
+    the model is a SpadeError prefixed with ``what``."""
+    handles = [module.register_forward_hook(fn) for module, fn in hooks]
+    try:
+        run(model, example)
+    except Stop:
+        pass
+    except Exception as exc:
+        raise SpadeError(f"{what}: the model failed on a calibration batch: {type(exc).__name__}: {exc}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def capture(model: nn.Module, module: nn.Module, example: Example, calls_needed: int = 1, want: str = "out",
@@ -101,17 +118,9 @@ def capture(model: nn.Module, module: nn.Module, example: Example, calls_needed:
         t = args[0] if want == "in" else first_tensor(out)
         seen.append(t.detach() if detach else t)
         if len(seen) == calls_needed:
-            raise _Stop
+            raise Stop
 
-    handle = module.register_forward_hook(fn)
-    try:
-        run(model, example)
-    except _Stop:
-        pass
-    except Exception as exc:
-        raise SpadeError(f"{what}: the model failed on a calibration batch: {type(exc).__name__}: {exc}") from None
-    finally:
-        handle.remove()
+    run_hooked(model, example, [(module, fn)], what)
     return seen
 
 

@@ -123,8 +123,9 @@ def _targets(module: nn.Module, y: torch.Tensor) -> torch.Tensor:
     return y.reshape(-1, y.shape[-1]) if isinstance(module, nn.Linear) else y.movedim(1, -1).reshape(-1, y.shape[1])
 
 
-class _OverBudget(Exception):
-    """Raised by a hook when the captured outputs would not fit in ``CACHE_BYTES``."""
+def _at_kept(module: nn.Module, y: torch.Tensor, out_idx: torch.Tensor) -> torch.Tensor:
+    """An unpruned layer's output at the output channels its pruned copy kept."""
+    return y.index_select(-1 if isinstance(module, nn.Linear) else 1, out_idx)
 
 
 def _reference_outputs(reference: nn.Module, names: list[str], kept: dict, batches: list,
@@ -135,31 +136,22 @@ def _reference_outputs(reference: nn.Module, names: list[str], kept: dict, batch
     modules = dict(reference.named_modules())
     share = CACHE_BYTES // max(1, len(batches))
     cached: list[dict[str, list[torch.Tensor]]] = []
-
-    def hook(name, store, held):
-        def fn(module, _, out):
-            if len(store[name]) < counts.get(name, 0):
-                y = calls.first_tensor(out).detach()
-                y = y.index_select(-1 if isinstance(module, nn.Linear) else 1, kept[name][0])
-                held[0] += y.numel() * y.element_size()
-                if held[0] > share:
-                    raise _OverBudget
-                store[name].append(y)
-        return fn
-
     for inputs, _ in batches:
         store, held = {n: [] for n in names}, [0]
-        handles = [modules[n].register_forward_hook(hook(n, store, held)) for n in names]
-        try:
-            calls.run(reference, inputs)
-        except _OverBudget:
+
+        def hook(name):
+            def fn(module, _, out):
+                if len(store[name]) < counts.get(name, 0):
+                    y = _at_kept(module, calls.first_tensor(out).detach(), kept[name][0])
+                    held[0] += y.numel() * y.element_size()
+                    if held[0] > share:
+                        raise calls.Stop
+                    store[name].append(y)
+            return fn
+
+        calls.run_hooked(reference, inputs, [(modules[n], hook(n)) for n in names], "reconstruction")
+        if held[0] > share:
             return None
-        except Exception as exc:
-            raise SpadeError(f"reconstruction: the model failed on a calibration batch: {type(exc).__name__}: "
-                             f"{exc}") from None
-        finally:
-            for h in handles:
-                h.remove()
         cached.append(store)
     return cached
 
@@ -249,13 +241,12 @@ def reconstruct(pruned: nn.Module, reference: nn.Module, example, history: list,
                     f"reconstruction: the pruning history does not give the widths of layer {n}")
         cached = _reference_outputs(reference, order, kept, batches, ref_counts)
 
-        def targets(name):
+        def targets(name):  # batch index -> the unpruned layer's outputs at the kept channels
             if cached is not None:
                 return lambda b: cached[b][name]
-            module, idx = ref_modules[name], kept[name][0]
-            return lambda b: [y.index_select(-1 if isinstance(module, nn.Linear) else 1, idx) for y in
-                              calls.capture(reference, module, batches[b][0], ref_counts.get(name, 0), "out",
-                                            what="reconstruction")]
+            module = ref_modules[name]
+            return lambda b: [_at_kept(module, y, kept[name][0]) for y in calls.capture(
+                reference, module, batches[b][0], ref_counts.get(name, 0), "out", what="reconstruction")]
 
         with bar(order, desc=f"re-fitting {len(order)} layer(s)", unit="layer") as layers:
             for n in layers:
